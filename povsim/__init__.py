@@ -1,0 +1,63 @@
+"""povsim: household poverty dynamics, and how well the rules for finding the poor keep up.
+
+Quick use::
+
+    import povsim
+    cfg = povsim.load_config("experiments/quickstart.toml", overrides={"population.households": 10_000})
+    result = povsim.run(cfg)
+    result.metrics          # one row per month
+    result.summary()        # one row per year
+    result.plot()           # a matplotlib Figure
+
+Importing povsim does no work: the compiled engine is loaded, and compiled or
+read from Numba's cache, only when a run needs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "Config", "ConfigError", "load_config", "run", "Simulation", "Result", "load_result"]
+
+_LAZY = {
+    "Config": ("povsim.config", "Config"),
+    "ConfigError": ("povsim.config", "ConfigError"),
+    "load_config": ("povsim.config", "load_config"),
+    "Simulation": ("povsim.engine", "Simulation"),
+    "Result": ("povsim.results", "Result"),
+    "load_result": ("povsim.results", "load_result"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config, ConfigError, load_config
+    from .engine import Simulation
+    from .results import Result, load_result
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'povsim' has no attribute {name!r}")
+
+
+def run(config: "Config", progress: bool = False) -> "Result":
+    """Simulate one config and return its :class:`~povsim.results.Result`.
+
+    ``progress=True`` shows a progress bar on standard error.
+    """
+    from .engine import Simulation
+
+    sim = Simulation(config)
+    if not progress:
+        return sim.run()
+    from tqdm.auto import tqdm
+
+    with tqdm(total=sim.timeline.n_simulated, unit="month", desc=config.name, leave=False) as bar:
+        return sim.run(progress=bar.update)

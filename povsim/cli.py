@@ -1,0 +1,157 @@
+"""The ``povsim`` command line: run experiment files, list parameters.
+
+This module owns argument parsing and what is printed; it calls the library
+and holds no model logic.  Every input is validated before anything is
+simulated or written: a bad file, key or value exits with status 2 and one
+message naming the key path, the value and what is allowed, and no output
+folder is created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: must be a positive integer")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="povsim",
+        description="Simulate household poverty dynamics and how well rules for identifying the poor keep up.",
+    )
+    parser.add_argument("--version", action="version", version=f"povsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run an experiment file",
+        description="Run an experiment file (TOML): print a per-year summary and write metrics.parquet, "
+        "config.json, manifest.json and errors.png to --out.",
+    )
+    run.add_argument("experiment", type=Path, help="experiment file (TOML), e.g. experiments/quickstart.toml")
+    run.add_argument(
+        "--households", type=_positive_int, metavar="N", help="households to simulate (population.households)"
+    )
+    run.add_argument("--seed", type=int, metavar="S", help="seed of every random stream (seed), 0 <= S < 2**64")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set illness.onset_probability=0.02 (repeatable; "
+        "values are read as TOML: 0.2, true, \"2015-01\")",
+    )
+    run.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the engine (simulation.threads)")
+    run.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/<experiment name>/)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+    sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config, parse_override
+
+    overrides: dict = {}
+    for text in args.overrides:
+        key, value = parse_override(text)
+        overrides[key] = value
+    if args.households is not None:
+        overrides["population.households"] = args.households
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.threads is not None:
+        overrides["simulation.threads"] = args.threads
+    return load_config(args.experiment, overrides=overrides)
+
+
+def format_summary(summary) -> str:
+    """The per-year table as printed: counts, and rates in percent."""
+    table = summary.copy()
+    for col in ("headcount_rate", "exclusion_error", "inclusion_error", "missed_rate"):
+        table[col] = (100 * table[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
+    table["transfers_yuan"] = table["transfers_yuan"].map(lambda v: f"{v:,.0f}")
+    table = table.rename(
+        columns={
+            "headcount_rate": "headcount %",
+            "exclusion_error": "exclusion %",
+            "inclusion_error": "inclusion %",
+            "missed_rate": "missed %",
+            "transfers_yuan": "transfers (yuan)",
+        }
+    )
+    return table.to_string()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import povsim
+
+    cfg = _load(args)
+    out = args.out if args.out is not None else Path("results") / cfg.name
+    result = povsim.run(cfg, progress=not args.quiet)
+    path = result.save(out)
+    if not args.quiet:
+        m = result.manifest
+        print(
+            f"{cfg.name}: {m['households']:,} households, {m['months_simulated']} months "
+            f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
+            f"{m['household_months_per_s']:.3g} household-months/s, {m['threads']} threads"
+        )
+        print("Year-end values (headcount over people; errors over households):")
+        print(format_summary(result.summary()))
+        print(f"written to {path}/")
+    return 0
+
+
+def _cmd_params() -> int:
+    from .config import parameter_table
+
+    for row in parameter_table():
+        print(f"{row['key']} = {row['default']!r}  [{row['unit']}; allowed {row['allowed']}]")
+        print(f"    {row['description']}. Source: {row['source']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    from .config import ConfigError
+
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "params":
+            return _cmd_params()
+    except ConfigError as err:
+        print(f"povsim: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("povsim: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

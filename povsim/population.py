@@ -1,0 +1,210 @@
+"""The population: households in villages, villages in counties, counties in provinces.
+
+This module owns the state of every household, stored as a struct of arrays
+(:class:`Households`): one preallocated NumPy array per variable, of the
+narrowest dtype that holds it, never appended to.  Households of one village
+are contiguous, so a village is the range ``village_start[v]:village_start[v+1]``
+and no household stores its village.
+
+State per household (bytes):
+
+====================  =========  =====  ==================================================
+field                 dtype      bytes  meaning
+====================  =========  =====  ==================================================
+``size``              uint8      1      members
+``workers``           uint8      1      members of working capacity
+``level``             float32    4      fixed log income level (county mean + own deviation)
+``persistent``        float32    4      persistent AR(1) log-income component
+``illness``           uint8      1      0 healthy, 1 acute illness, 2 chronic illness
+``unemployed``        uint8      1      1 while a wage earner is out of work
+``flags``             uint8      1      bit 0 registered, bit 1 poor (see ``FLAG_*``)
+``net_income``        int16[12]  24     per-capita net income of the last 12 months, yuan
+====================  =========  =====  ==================================================
+
+The building is compiled and runs in chunks, without a Python loop over
+households; every draw comes from :mod:`povsim.rng` with the household's
+global id, so a household is the same whichever block of the population it is
+built in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+from . import rng
+from .config import Config
+
+__all__ = ["Households", "Population", "build_population", "FLAG_REGISTERED", "FLAG_POOR", "RING_MONTHS"]
+
+FLAG_REGISTERED = 1  #: the household is on the register
+FLAG_POOR = 2  #: the household was truly poor at the end of its last month
+RING_MONTHS = 12  #: months of per-capita net income kept for the 12-month total
+MAX_SIZE = 8
+
+
+class Households(NamedTuple):
+    """The state of every household: one array per variable (a struct of arrays)."""
+
+    size: np.ndarray
+    workers: np.ndarray
+    level: np.ndarray
+    persistent: np.ndarray
+    illness: np.ndarray
+    unemployed: np.ndarray
+    flags: np.ndarray
+    net_income: np.ndarray  # shape (households, RING_MONTHS)
+
+
+def allocate(n: int) -> Households:
+    """Preallocated, zeroed state for ``n`` households."""
+    return Households(
+        size=np.zeros(n, np.uint8),
+        workers=np.zeros(n, np.uint8),
+        level=np.zeros(n, np.float32),
+        persistent=np.zeros(n, np.float32),
+        illness=np.zeros(n, np.uint8),
+        unemployed=np.zeros(n, np.uint8),
+        flags=np.zeros(n, np.uint8),
+        net_income=np.zeros((n, RING_MONTHS), np.int16),
+    )
+
+
+@dataclass
+class Population:
+    """Households plus the village, county and province structure they live in."""
+
+    households: Households
+    village_start: np.ndarray  #: int64, (villages + 1,): first household of each village
+    village_county: np.ndarray  #: int32, county of each village
+    county_province: np.ndarray  #: int32, province of each county
+    first_id: int = 0  #: global id of household 0 (non-zero for a block of a larger population)
+
+    @property
+    def n_households(self) -> int:
+        return int(self.households.size.shape[0])
+
+    @property
+    def n_villages(self) -> int:
+        return int(self.village_county.shape[0])
+
+    @property
+    def n_counties(self) -> int:
+        return int(self.county_province.shape[0])
+
+    @property
+    def n_provinces(self) -> int:
+        return int(self.county_province.max()) + 1 if self.n_counties else 0
+
+    def nbytes(self) -> int:
+        """Bytes of state: household arrays plus the village structure."""
+        arrays = list(self.households) + [self.village_start, self.village_county, self.county_province]
+        return int(sum(a.nbytes for a in arrays))
+
+    def bytes_per_household(self) -> float:
+        return self.nbytes() / max(self.n_households, 1)
+
+
+def structure(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Village starts, village -> county and county -> province for the configured population."""
+    pc = cfg.population
+    n = pc.households
+    n_villages = -(-n // pc.households_per_village)
+    village_start = np.minimum(np.arange(n_villages + 1, dtype=np.int64) * pc.households_per_village, n)
+    village_county = (np.arange(n_villages, dtype=np.int64) // pc.villages_per_county).astype(np.int32)
+    n_counties = int(village_county[-1]) + 1
+    county_province = (np.arange(n_counties, dtype=np.int64) // pc.counties_per_province).astype(np.int32)
+    return village_start, village_county, county_province
+
+
+@nb.njit(cache=True)
+def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
+    n_counties = county_province.shape[0]
+    out = np.empty(n_counties, np.float64)
+    for c in range(n_counties):
+        p = county_province[c]
+        up0, up1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, p, 0, 1)
+        uc0, uc1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, c, 0, 0)
+        zp, _ = rng.box_muller(up0, up1)
+        zc, _ = rng.box_muller(uc0, uc1)
+        out[c] = log_median + province_sd * zp + county_sd * zc
+    return out
+
+
+@nb.njit(cache=True)
+def _build_household(hh, i, gid, county_mean, k0, k1, size_cdf, worker_probability, household_sd, labour_elasticity, persistent_sd):
+    """Draw the fixed traits and initial state of household ``i`` (global id ``gid``)."""
+    u_size, z_a, z_b, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 0)
+    size = 1
+    while size < size_cdf.shape[0] and u_size >= size_cdf[size - 1]:
+        size += 1
+    workers = 0
+    for block in range(2):  # up to 8 members, 4 uniforms per call
+        w = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 1 + block)
+        for j in range(4):
+            if 4 * block + j < size and w[j] < worker_probability:
+                workers += 1
+    z_level, z_persistent = rng.box_muller(z_a, z_b)
+    share = max(workers, 0.5) / size
+    expected = max(worker_probability, 1e-6)
+    hh.size[i] = size
+    hh.workers[i] = workers
+    hh.level[i] = county_mean + household_sd * z_level + labour_elasticity * math.log(share / expected)
+    hh.persistent[i] = persistent_sd * z_persistent
+    hh.illness[i] = 0
+    hh.unemployed[i] = 0
+    hh.flags[i] = 0
+    for r in range(hh.net_income.shape[1]):
+        hh.net_income[i, r] = 0
+
+
+@nb.njit(cache=True, parallel=True)
+def _build_households(
+    hh, village_start, village_county, county_mean, first_id, k0, k1, size_cdf, worker_probability,
+    household_sd, labour_elasticity, persistent_sd,
+):
+    # Writes go through a called function: Numba (0.68) drops stores made to a
+    # named tuple's arrays directly inside a prange body.
+    for v in nb.prange(village_county.shape[0]):
+        mean = county_mean[village_county[v]]
+        for i in range(village_start[v], village_start[v + 1]):
+            _build_household(
+                hh, i, first_id + i, mean, k0, k1, size_cdf, worker_probability, household_sd,
+                labour_elasticity, persistent_sd,
+            )
+
+
+def build_population(cfg: Config) -> Population:
+    """Build the configured population: structure, then every household's fixed traits.
+
+    Income history starts empty; the burn-in fills it before the first reported month.
+    """
+    village_start, village_county, county_province = structure(cfg)
+    n = cfg.population.households
+    hh = allocate(n)
+    k0, k1 = rng.split_seed(cfg.seed)
+    inc = cfg.income
+    county_mean = _county_means(
+        k0, k1, county_province, math.log(inc.median), inc.province_sd, inc.county_sd
+    )
+    size_cdf = np.cumsum(np.asarray(cfg.population.size_probabilities, np.float64))
+    size_cdf[-1] = 1.0
+    _build_households(
+        hh,
+        village_start,
+        village_county,
+        county_mean,
+        0,
+        k0,
+        k1,
+        size_cdf,
+        cfg.population.worker_probability,
+        inc.household_sd,
+        inc.labour_elasticity,
+        inc.persistent_sd,
+    )
+    return Population(hh, village_start, village_county, county_province)

@@ -1,0 +1,144 @@
+"""Results of a run: the metrics table, the resolved config, the manifest, and their files.
+
+This module owns what a run leaves behind.  A :class:`Result` holds
+
+* ``metrics``: a pandas DataFrame, one row per reported month (columns in
+  :data:`povsim.metrics.COLUMNS`);
+* ``config``: the validated :class:`~povsim.config.Config`, every default filled in;
+* ``manifest``: a dict saying how the run was made (povsim version, seed,
+  threads, households, months simulated including burn-in, wall time, bytes
+  per household).
+
+:meth:`Result.save` writes ``metrics.parquet``, ``config.json``,
+``manifest.json`` and ``errors.png`` into a temporary folder beside the target
+and renames it into place only when everything is written, so an interrupted
+save never leaves a partial result.  :func:`load_result` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import Config, format_month
+from .metrics import yearly_summary
+
+__all__ = ["Result", "load_result", "write_atomically"]
+
+FILES = ("metrics.parquet", "config.json", "manifest.json", "errors.png")
+
+
+@dataclass
+class Result:
+    metrics: pd.DataFrame
+    config: Config
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, sim, table: pd.DataFrame, wall_time: float, threads: int) -> "Result":
+        import numba
+        import numpy
+
+        from . import __version__
+
+        tl = sim.timeline
+        pop = sim.population
+        manifest = {
+            "povsim_version": __version__,
+            "name": sim.config.name,
+            "seed": sim.config.seed,
+            "threads": int(threads),
+            "households": pop.n_households,
+            "villages": pop.n_villages,
+            "counties": pop.n_counties,
+            "provinces": pop.n_provinces,
+            "months_simulated": tl.n_simulated,
+            "months_burn_in": tl.n_burn_in,
+            "months_reported": len(table),
+            "first_simulated_month": format_month(tl.first),
+            "first_reported_month": format_month(tl.start),
+            "last_reported_month": format_month(tl.end),
+            "wall_time_s": round(wall_time, 3),
+            "household_months_per_s": round(pop.n_households * tl.n_simulated / max(wall_time, 1e-9)),
+            "bytes_per_household": round(pop.bytes_per_household(), 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+            "numba": numba.__version__,
+            "pandas": pd.__version__,
+        }
+        return cls(metrics=table, config=sim.config, manifest=manifest)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per year: year-end headcount, register size, errors; transfers summed over the year."""
+        return yearly_summary(self.metrics)
+
+    def plot(self):
+        """Exclusion error, inclusion error and headcount over time (a matplotlib Figure)."""
+        from .plots import plot_errors
+
+        return plot_errors(self.metrics, title=self.config.name)
+
+    def save(self, directory: str | Path, figures: bool = True) -> Path:
+        """Write the result into ``directory`` (replacing it), atomically; return its path."""
+
+        def write(tmp: Path) -> None:
+            self.metrics.to_parquet(tmp / "metrics.parquet", index=False)
+            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
+            if figures:
+                self.plot().savefig(tmp / "errors.png", dpi=120)
+
+        return write_atomically(Path(directory), write)
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"<povsim.Result {self.config.name!r}: {m.get('households')} households, "
+            f"{m.get('first_reported_month')} to {m.get('last_reported_month')}, {len(self.metrics)} months>"
+        )
+
+
+def write_atomically(directory: Path, write) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary folder, then rename it to ``directory``.
+
+    An existing ``directory`` is replaced only after the new one is complete; if
+    ``write`` fails, nothing is left behind and ``directory`` is unchanged.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        write(tmp)
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
+            os.replace(directory, old / "previous")
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_result(directory: str | Path) -> Result:
+    """Read a result written by :meth:`Result.save`."""
+    directory = Path(directory)
+    missing = [f for f in ("metrics.parquet", "config.json", "manifest.json") if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{str(directory)!r} is not a povsim result: missing {', '.join(missing)}")
+    metrics = pd.read_parquet(directory / "metrics.parquet")
+    config = Config.model_validate(json.loads((directory / "config.json").read_text()))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return Result(metrics=metrics, config=config, manifest=manifest)

@@ -1,0 +1,68 @@
+"""The calendar of a run: burn-in, reported months, the poverty line of each month, policy events.
+
+This module owns time.  A month is an integer index ``year * 12 + (month - 1)``
+(so ``2014-10`` is ``24177``); draws are keyed by this calendar index, so a
+household's shocks in a given month do not depend on how long the burn-in is.
+
+A run simulates ``burn_in_years`` before ``simulation.start`` without policy and
+without reporting, so the income distribution and the illness and job states
+reach their steady state and every household has 12 months of income history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config, format_month, parse_month
+
+__all__ = ["Timeline"]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    first: int  #: first simulated month (start of the burn-in)
+    start: int  #: first reported month
+    end: int  #: last reported month
+    lines: np.ndarray  #: poverty line (yuan per person per year) of each simulated month
+    events: tuple[tuple[int, str], ...]  #: (month, name) of each one-time policy event
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Timeline":
+        start = parse_month(cfg.simulation.start)
+        end = parse_month(cfg.simulation.end)
+        first = start - 12 * cfg.simulation.burn_in_years
+        table = cfg.poverty.lines
+        first_year, last_year = min(table), max(table)
+        # burn-in years before the first line use the first year's line (nothing is reported then)
+        lines = np.array(
+            [table[min(max(m // 12, first_year), last_year)] for m in range(first, end + 1)], dtype=np.float64
+        )
+        events = []
+        if cfg.policy.registration.enabled:
+            events.append((parse_month(cfg.policy.registration.month), "registration"))
+        return cls(first, start, end, lines, tuple(sorted(events)))
+
+    @property
+    def months(self) -> range:
+        """Every simulated month, burn-in included."""
+        return range(self.first, self.end + 1)
+
+    @property
+    def reported(self) -> list[int]:
+        return list(range(self.start, self.end + 1))
+
+    @property
+    def n_simulated(self) -> int:
+        return self.end - self.first + 1
+
+    @property
+    def n_burn_in(self) -> int:
+        return self.start - self.first
+
+    def line(self, month: int) -> float:
+        return float(self.lines[month - self.first])
+
+    def label(self, month: int) -> str:
+        return format_month(month)
