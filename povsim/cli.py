@@ -63,7 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/<experiment name>/)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
-    sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
+    params = sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
+    params.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/parameters.md)")
     return parser
 
 
@@ -121,9 +122,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_params() -> int:
+def parameters_markdown() -> str:
+    """Every parameter as a Markdown table; docs/parameters.md is this text."""
     from .config import parameter_table
 
+    lines = [
+        "# Parameters",
+        "",
+        "Generated from the config schema by `povsim params --markdown`; do not edit by hand.",
+        "Every key can be set in an experiment file or with `--set key=value`.",
+        "",
+        "| key | unit | default | allowed | description | source |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in parameter_table():
+        cells = [f"`{row['key']}`", row["unit"], f"`{row['default']!r}`", row["allowed"], row["description"], row["source"]]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_params(markdown: bool) -> int:
+    from .config import parameter_table
+
+    if markdown:
+        print(parameters_markdown(), end="")
+        return 0
     for row in parameter_table():
         print(f"{row['key']} = {row['default']!r}  [{row['unit']}; allowed {row['allowed']}]")
         print(f"    {row['description']}. Source: {row['source']}")
@@ -142,10 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "params":
-            return _cmd_params()
+            return _cmd_params(args.markdown)
     except ConfigError as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. `povsim params | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("povsim: interrupted; nothing was written", file=sys.stderr)
         return 130
