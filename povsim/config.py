@@ -483,7 +483,8 @@ class DataConfig(_Section):
         0.40,
         "share",
         SRC_ASSUMPTION,
-        "flag when this month's income is below (1 - threshold) x the average of the last 12 months, or a job is lost",
+        "flag when the last 3 months' income is below (1 - threshold) x that of the 9 months before "
+        "(1 = never), or a job is lost",
         ge=0.0,
         le=1.0,
     )

@@ -298,7 +298,12 @@ def income_12m(hh, i):
 
 @nb.njit(cache=True, inline="always")
 def income_drop(hh, i, month, threshold):
-    """Whether the last 3 months' income is below (1 - threshold) x the 9 months before, per month."""
+    """Whether the last 3 months' income is below (1 - threshold) x the 9 months before, per month.
+
+    A threshold of 1 (a fall of 100%) never flags.
+    """
+    if threshold >= 1.0:
+        return False
     recent = 0
     earlier = 0
     for back in range(12):
