@@ -61,7 +61,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "values are read as TOML: 0.2, true, \"2015-01\")",
     )
     run.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the engine (simulation.threads)")
-    run.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/<experiment name>/)")
+    run.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: results/<experiment name>/); an earlier result there is replaced, "
+        "a folder of other files is refused",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
     params = sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
@@ -77,7 +83,7 @@ def _load(args: argparse.Namespace):
     for text in args.overrides:
         key, value = parse_override(text)
         overrides[key] = value
-    if args.households is not None:
+    if args.households is not None:  # the dedicated options win over --set of the same key
         overrides["population.households"] = args.households
     if args.seed is not None:
         overrides["seed"] = args.seed
@@ -134,8 +140,11 @@ def format_comparison(table) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .results import check_replaceable
+
     experiment = _load(args)
     out = args.out if args.out is not None else Path("results") / experiment.name
+    check_replaceable(out)
     outcome = experiment.run(progress=not args.quiet)
     path = outcome.save(out)
     if not args.quiet:
@@ -201,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "params":
             return _cmd_params(args.markdown)
-    except ConfigError as err:
+    except (ConfigError, FileExistsError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `povsim params | head`

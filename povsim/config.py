@@ -51,7 +51,8 @@ def param(default: Any, unit: str, source: str, description: str, **bounds: Any)
     extra = {"json_schema_extra": {"unit": unit, "source": source}, "description": description}
     if callable(default):
         return Field(default_factory=default, **extra, **bounds)
-    return Field(default, **extra, **bounds)
+    # strict: `true` is not a number and "5000" is not an integer (an int is still a valid float)
+    return Field(default, strict=True, **extra, **bounds)
 
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")

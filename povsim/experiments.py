@@ -19,6 +19,7 @@ policy's, not noise.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,18 @@ class ExperimentResult:
     experiment: Experiment
     results: dict[str, Result]
 
+    def manifest(self) -> dict[str, Any]:
+        """How the experiment was made: povsim version, scenarios and their patches."""
+        from . import __version__
+
+        return {
+            "povsim_version": __version__,
+            "experiment": self.experiment.name,
+            "scenarios": {name: self.experiment.patches.get(name, {}) for name in self.results},
+            "seed": self.experiment.configs[BASELINE].seed,
+            "wall_time_s": round(sum(r.manifest.get("wall_time_s", 0.0) for r in self.results.values()), 3),
+        }
+
     def summary(self) -> pd.DataFrame:
         """One row per scenario: its headline numbers (see :func:`headline`)."""
         table = pd.DataFrame({name: headline(r) for name, r in self.results.items()}).T
@@ -186,6 +199,7 @@ class ExperimentResult:
                 (tmp / name).mkdir()
                 result.write_files(tmp / name)
             self.summary().to_csv(tmp / "summary.csv")
+            (tmp / "manifest.json").write_text(json.dumps(self.manifest(), indent=2) + "\n")
             tidy = self.metrics()
             for metric in ("exclusion_error", "inclusion_error", "headcount_rate"):
                 plot_scenarios(tidy, metric, title=self.experiment.name).savefig(tmp / f"{metric}.png", dpi=120)

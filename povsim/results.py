@@ -33,7 +33,7 @@ import pandas as pd
 from .config import Config, format_month
 from .metrics import yearly_summary
 
-__all__ = ["Result", "load_result", "write_atomically"]
+__all__ = ["Result", "load_result", "write_atomically", "check_replaceable"]
 
 FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "manifest.json", "errors.png")
 
@@ -128,13 +128,40 @@ class Result:
         )
 
 
+def check_replaceable(directory: str | Path) -> None:
+    """Refuse an output folder that holds anything but an earlier povsim result.
+
+    A result folder is replaced whole by a new save, so pointing ``--out`` at a
+    folder of other files must fail, before anything runs, rather than delete them.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise FileExistsError(f"output path {str(directory)!r} exists and is not a folder; allowed: a new or result folder")
+    if not any(directory.iterdir()):
+        return
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        if isinstance(manifest, dict) and "povsim_version" in manifest:
+            return
+    except (OSError, ValueError):
+        pass
+    raise FileExistsError(
+        f"output folder {str(directory)!r} exists and is not a povsim result (no manifest.json); "
+        "allowed: a new folder, an empty one, or an earlier result to replace"
+    )
+
+
 def write_atomically(directory: Path, write) -> Path:
     """Call ``write(tmp)`` on a fresh temporary folder, then rename it to ``directory``.
 
-    An existing ``directory`` is replaced only after the new one is complete; if
-    ``write`` fails, nothing is left behind and ``directory`` is unchanged.
+    An existing ``directory`` is replaced only after the new one is complete, and only
+    if it is empty or an earlier result (:func:`check_replaceable`); if ``write``
+    fails, nothing is left behind and ``directory`` is unchanged.
     """
     directory = Path(directory)
+    check_replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:

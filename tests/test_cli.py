@@ -1,0 +1,213 @@
+"""The ``povsim`` command line, run as a separate process like an analyst would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from helpers import QUICKSTART, run_cli
+
+import povsim
+from povsim.config import load_config
+
+Q = str(QUICKSTART)
+
+#: case -> (arguments after `povsim run`, texts the error message must contain)
+BAD_INPUTS = {
+    "missing-file": (["{tmp}/nope.toml"], ["nope.toml", "not found"]),
+    "malformed-toml": (["{tmp}/broken.toml"], ["broken.toml", "malformed TOML"]),
+    "unknown-key-in-file": (["{tmp}/unknown.toml"], ["population.householdz", "households_per_village"]),
+    "wrong-type": ([Q, "--set", 'population.households="many"'], ["population.households", "'many'", "integer"]),
+    "out-of-range": (
+        [Q, "--set", "illness.onset_probability=1.5"],
+        ["illness.onset_probability", "1.5", "less than or equal to 1"],
+    ),
+    "negative-households": ([Q, "--households", "-3"], ["--households", "-3", "positive"]),
+    "zero-threads": ([Q, "--threads", "0"], ["--threads", "0", "positive"]),
+    "unknown-set-key": ([Q, "--set", "illness.onset=0.1"], ["illness.onset", "onset_probability"]),
+    "set-without-equals": ([Q, "--set", "illness.onset_probability"], ["illness.onset_probability", "key.path=value"]),
+    "negative-seed": ([Q, "--seed", "-1"], ["seed", "-1", "greater than or equal to 0"]),
+    "registration-outside-period": (
+        [Q, "--set", 'simulation.end="2014-06"'],
+        ["policy.registration.month", "2014-10", "2014-06"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_and_writes_nothing(case, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "broken.toml").write_text("[population\nhouseholds = 5\n")
+    (inputs / "unknown.toml").write_text("[population]\nhouseholdz = 5\n")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    args, expected = BAD_INPUTS[case]
+    args = [a.replace("{tmp}", str(inputs)) for a in args]
+    out = tmp_path / "out"
+
+    # a small population first, so that a bad input accepted by mistake would still finish quickly;
+    # the case's own arguments come after it and take precedence
+    proc = run_cli("run", "--set", "population.households=2000", *args, "--out", str(out), cwd=cwd)
+
+    assert proc.returncode == 2, proc.stderr
+    for text in expected:
+        assert text in proc.stderr, (text, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["cwd", "in"]  # no temporary folders beside --out
+    assert os.listdir(cwd) == []  # nor a default results/ folder
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    out = tmp / "out"
+    proc = run_cli(
+        "run", str(QUICKSTART),
+        "--households", "2000",
+        "--seed", "11",
+        "--threads", "1",
+        "--set", "simulation.burn_in_years=1",
+        "--set", 'simulation.end="2015-12"',
+        "--out", str(out),
+        cwd=tmp,
+    )
+    return proc, out, tmp
+
+
+def test_good_run_exits_0(good_run):
+    proc, out, tmp = good_run
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(out)) == ["config.json", "errors.png", "manifest.json", "metrics.parquet"]
+    assert sorted(os.listdir(tmp)) == ["out"]
+
+
+def test_good_run_writes_resolved_config(good_run):
+    _, out, _ = good_run
+    config = json.loads((out / "config.json").read_text())
+    expected = load_config(
+        QUICKSTART,
+        overrides={
+            "population.households": 2000, "seed": 11, "simulation.threads": 1,
+            "simulation.burn_in_years": 1, "simulation.end": "2015-12",
+        },
+    ).to_dict()
+    assert config == expected  # every default filled in
+    assert config["population"]["households"] == 2000
+    assert config["illness"]["onset_probability"] == 0.012
+    assert config["name"] == "quickstart"
+
+
+def test_good_run_writes_manifest(good_run):
+    _, out, _ = good_run
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["povsim_version"] == povsim.__version__
+    assert m["seed"] == 11
+    assert m["threads"] == 1
+    assert m["households"] == 2000
+    assert m["months_simulated"] == 12 + 36
+    assert m["wall_time_s"] >= 0
+    assert m["bytes_per_household"] <= 64
+
+
+def test_good_run_writes_metrics_and_figure(good_run):
+    _, out, _ = good_run
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert len(metrics) == 36
+    assert (metrics["households"] == 2000).all()
+    assert metrics["year"].tolist() == [2013] * 12 + [2014] * 12 + [2015] * 12
+    assert (out / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_good_run_matches_the_library(good_run):
+    """The CLI runs exactly what the library runs for the same resolved config."""
+    _, out, _ = good_run
+    saved = povsim.load_result(out)
+    again = povsim.run(saved.config)
+    pd.testing.assert_frame_equal(saved.metrics, again.metrics, check_exact=True)
+
+
+def test_good_run_prints_the_yearly_table(good_run):
+    proc, out, _ = good_run
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if "headcount %" in line)
+    for col in ("poor", "registered", "exclusion %", "inclusion %", "missed %", "transfers (yuan)"):
+        assert col in header
+    for year in ("2013", "2014", "2015"):
+        assert any(line.startswith(year) for line in lines), year
+    assert "2,000 households" in proc.stdout
+    assert "48 months" in proc.stdout
+    assert str(out) in proc.stdout
+
+
+def test_quiet_prints_nothing(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", str(QUICKSTART), "--households", "2000", "--quiet",
+        "--set", "simulation.burn_in_years=1", "--set", "simulation.start=2015-01", "--set", "simulation.end=2015-12",
+        "--set", "policy.registration.month=2015-06",
+        "--out", str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert len(pd.read_parquet(out / "metrics.parquet")) == 12
+
+
+def test_help_mentions_commands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    assert "run" in proc.stdout and "params" in proc.stdout
+    assert proc.stdout.startswith("usage: povsim")
+
+
+def test_run_help_mentions_each_option():
+    proc = run_cli("run", "--help")
+    assert proc.returncode == 0
+    for option in ("--households", "--seed", "--set", "--out", "--quiet", "--threads", "experiment"):
+        assert option in proc.stdout, option
+
+
+def test_no_command_is_an_error():
+    proc = run_cli()
+    assert proc.returncode == 2
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert povsim.__version__ in proc.stdout
+
+
+def test_params_lists_every_parameter():
+    from povsim.config import parameter_table
+
+    proc = run_cli("params")
+    assert proc.returncode == 0
+    for row in parameter_table():
+        assert f"{row['key']} = " in proc.stdout, row["key"]
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("povsim")
+    assert exe is not None, "the `povsim` console script is not on PATH (pip install -e .)"
+    proc = subprocess.run([exe, "run", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "--households" in proc.stdout
+
+
+def test_out_folder_of_other_files_is_refused_before_running(tmp_path):
+    folder = tmp_path / "results"
+    (folder / "other_experiment").mkdir(parents=True)
+    precious = folder / "other_experiment" / "notes.txt"
+    precious.write_text("keep me")
+    proc = run_cli("run", str(QUICKSTART), "--households", "500", "--quiet", "--out", str(folder))
+    assert proc.returncode == 2
+    assert "not a povsim result" in proc.stderr
+    assert precious.read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["other_experiment"]

@@ -1,0 +1,167 @@
+"""What a run leaves behind: files written atomically, read back exactly, summarised and plotted."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+import povsim
+from povsim import metrics as M
+from povsim.results import FILES, Result, load_result
+
+
+def _entries(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_save_writes_every_file(small_result, tmp_path):
+    path = small_result.save(tmp_path / "run")
+    assert path == tmp_path / "run"
+    assert _entries(path) == sorted(FILES)
+    assert _entries(tmp_path) == ["run"]  # no temporary folders left beside it
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest == small_result.manifest
+    config = json.loads((path / "config.json").read_text())
+    assert config == small_result.config.to_dict()
+    assert (path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_save_without_figures(small_result, tmp_path):
+    path = small_result.save(tmp_path / "run", figures=False)
+    assert "errors.png" not in _entries(path)
+    assert "metrics.parquet" in _entries(path)
+
+
+def test_round_trip(small_result, tmp_path):
+    path = small_result.save(tmp_path / "nested" / "run")
+    loaded = load_result(path)
+    assert povsim.load_result is load_result
+    pd.testing.assert_frame_equal(loaded.metrics, small_result.metrics, check_exact=True)
+    assert loaded.config == small_result.config
+    assert loaded.config.poverty.lines == small_result.config.poverty.lines  # int keys survive JSON
+    assert loaded.manifest == small_result.manifest
+
+
+def test_load_result_of_a_folder_that_is_not_a_result(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="metrics.parquet"):
+        load_result(tmp_path)
+
+
+def _failing_plot(self):
+    raise RuntimeError("disk full (simulated)")
+
+
+def test_failed_save_leaves_nothing(small_result, tmp_path, monkeypatch):
+    monkeypatch.setattr(Result, "plot", _failing_plot)
+    with pytest.raises(RuntimeError, match="simulated"):
+        small_result.save(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert _entries(tmp_path) == []
+
+
+def test_failed_save_keeps_the_previous_result(small_result, default_result, tmp_path, monkeypatch):
+    small_result.save(tmp_path / "run")
+    monkeypatch.setattr(Result, "plot", _failing_plot)
+    with pytest.raises(RuntimeError):
+        default_result.save(tmp_path / "run")
+    assert _entries(tmp_path) == ["run"]
+    pd.testing.assert_frame_equal(load_result(tmp_path / "run").metrics, small_result.metrics)
+
+
+def test_save_over_an_existing_result_replaces_it(small_result, default_result, tmp_path):
+    target = tmp_path / "run"
+    small_result.save(target)
+    (target / "stale.txt").write_text("left over from an older run")
+    default_result.save(target)
+    assert _entries(target) == sorted(FILES)
+    assert _entries(tmp_path) == ["run"]
+    loaded = load_result(target)
+    assert loaded.manifest["households"] == default_result.manifest["households"] != small_result.manifest["households"]
+    pd.testing.assert_frame_equal(loaded.metrics, default_result.metrics, check_exact=True)
+
+
+# --- summary ---------------------------------------------------------------------------------------
+
+
+def test_summary_one_row_per_year_with_december_values(default_result):
+    m = default_result.metrics
+    s = default_result.summary()
+    assert list(s.index) == [2013, 2014, 2015]
+    december = m[m["month"].dt.month == 12].set_index("year")
+    for col in ("households", "poor", "headcount_rate", "registered", "exclusion_error", "inclusion_error",
+                "missed_rate"):
+        assert col in s.columns
+        pd.testing.assert_series_equal(s[col], december[col], check_names=False)
+    # transfers are summed over the year, not year-end values
+    pd.testing.assert_series_equal(
+        s["transfers_yuan"], m.groupby("year")["transfers_yuan"].sum(), check_names=False
+    )
+    assert s.loc[2015, "transfers_yuan"] == pytest.approx(12 * m["transfers_yuan"].iloc[-1])
+
+
+def test_summary_registered_only_after_registration(default_result):
+    s = default_result.summary()
+    assert s.loc[2013, "registered"] == 0
+    assert np.isnan(s.loc[2013, "inclusion_error"])
+    assert s.loc[2014, "registered"] > 0
+
+
+# --- manifest -------------------------------------------------------------------------------------------
+
+
+def test_manifest(default_result):
+    m = default_result.manifest
+    cfg = default_result.config
+    assert m["povsim_version"] == povsim.__version__
+    assert m["seed"] == cfg.seed
+    assert m["households"] == cfg.population.households == 20_000
+    assert m["months_simulated"] == 48 and m["months_burn_in"] == 12 and m["months_reported"] == 36
+    assert (m["first_simulated_month"], m["first_reported_month"], m["last_reported_month"]) == (
+        "2012-01", "2013-01", "2015-12",
+    )
+    assert m["villages"] == 20_000 // cfg.population.households_per_village + 1
+    assert m["threads"] >= 1
+    assert m["wall_time_s"] >= 0
+    assert 0 < m["bytes_per_household"] <= 64
+    json.dumps(m)  # JSON-ready
+
+
+# --- plot ------------------------------------------------------------------------------------------------
+
+
+def test_plot_returns_a_labelled_figure(small_result):
+    fig = small_result.plot()
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert ax.get_title()
+    lines = ax.get_lines()
+    assert len(lines) == 3
+    labels = [line.get_label() for line in lines]
+    assert any("Exclusion" in label for label in labels) and any("Inclusion" in label for label in labels)
+    # plotted in percent
+    y = lines[0].get_ydata()
+    np.testing.assert_allclose(np.asarray(y, float), 100 * small_result.metrics["exclusion_error"].to_numpy())
+
+
+def test_metrics_columns_are_documented(small_result):
+    assert list(small_result.metrics.columns) == list(M.COLUMNS)
+    assert len(small_result.metrics) == 36
+
+
+def test_save_never_deletes_files_that_are_not_part_of_a_result(small_result, tmp_path):
+    folder = tmp_path / "results"
+    (folder / "other_experiment").mkdir(parents=True)
+    precious = folder / "other_experiment" / "metrics.parquet"
+    precious.write_bytes(b"someone else's result")
+    try:
+        small_result.save(folder)
+    except Exception:
+        pass  # refusing is fine; deleting is not
+    assert precious.read_bytes() == b"someone else's result"
