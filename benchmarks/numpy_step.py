@@ -1,0 +1,233 @@
+"""A plain vectorised NumPy version of povsim's month step: the benchmark's baseline.
+
+This module re-implements, with whole-array NumPy operations and no Numba,
+
+* Philox4x32-10 (:func:`philox4x32_10`), on uint32 arrays with uint64 products,
+  keyed exactly as :func:`povsim.rng.draw4`: counter = (household id, month,
+  stream, draw index), key = :func:`povsim.rng.split_seed` of the seed;
+* one month of :func:`povsim.rules.household_month` for a whole population
+  (:func:`month_step`): illness and job transitions, AR(1) persistent and
+  transitory income, trend, losses, medical bill, transfer, the int16 12-month
+  ring of per-capita net income, poverty against the line, the one-time
+  registration, and the same metric counts (the int64 slots of
+  :mod:`povsim.metrics`).
+
+It works on the engine's own state (a :class:`povsim.population.Households`)
+and parameters (:func:`povsim.rules.make_params`), in place, so the two can be
+run side by side from the same population and compared.  The population is
+processed in chunks of ``chunk`` households, so temporaries stay bounded
+(about 200 bytes per household of a chunk at peak, some 50 MiB for the default
+2**18) whatever the population size.
+
+Arithmetic follows the Numba code operation by operation (same order, float64
+throughout, half-to-even rounding as Numba's ``round``), so results are the same
+up to the last bit of NumPy's exp/log/sin/cos against the compiled libm; such
+one-ulp differences can, rarely, move a stored yuan amount and with it a
+household's poverty status.  One known divergence: a non-finite net income
+(impossible with sane parameters) is stored as 0 by Numba for NaN, while here
+it gives NumPy's undefined NaN-to-int16 cast.
+
+There is no random state anywhere: every draw is a pure function of the counter
+and key, as in :mod:`povsim.rng`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from povsim import metrics as M
+from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households
+from povsim.rng import STREAM_ASSESSMENT, STREAM_SHOCKS
+from povsim.rules import Params
+
+__all__ = ["philox4x32_10", "uniform", "month_step", "DEFAULT_CHUNK"]
+
+DEFAULT_CHUNK = 2**18  #: households per chunk
+
+# --- Philox4x32-10 constants (Random123), as in povsim.rng -----------------------------
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = 0x9E3779B9
+_W1 = 0xBB67AE85
+_MASK32 = 0xFFFFFFFF
+_SHIFT32 = np.uint64(32)
+_TWO_POW_M32 = 2.0**-32
+
+#: draw indices 0 and 1 as a column, so one Philox call broadcasts to shape (2, households)
+_INDEX_01 = np.array([[0], [1]], dtype=np.uint32)
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def _mulhilo(c: np.ndarray, m: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    """High and low 32-bit words of the 64-bit product ``m * c`` (``c`` uint32).
+
+    On a little-endian machine the words are strided uint32 views of the
+    product (low word first), which saves a shift and two casts per round and
+    about halves the cost of Philox; otherwise they are computed by shift and cast.
+    """
+    p = np.multiply(c, m, dtype=np.uint64)
+    if _LITTLE_ENDIAN and p.ndim > 0:
+        words = p.view(np.uint32)
+        return words[..., 1::2], words[..., 0::2]
+    return (p >> _SHIFT32).astype(np.uint32), p.astype(np.uint32)
+
+
+def philox4x32_10(c0, c1, c2, c3, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Philox4x32-10 of counter words ``(c0, c1, c2, c3)`` and key ``(k0, k1)``, element-wise.
+
+    The counter words are uint32 scalars or arrays and broadcast against each
+    other (a scalar word stays a scalar through the first round, which saves
+    work); the key words are Python ints.  Returns the four output words as
+    uint32 arrays of the broadcast shape.  ``philox4x32_10(0, 0, 0, 0, 0, 0)``
+    gives ``(0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)``.
+    """
+    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint32) for c in (c0, c1, c2, c3))
+    k0 = int(k0) & _MASK32
+    k1 = int(k1) & _MASK32
+    for _ in range(10):
+        hi0, lo0 = _mulhilo(c0, _M0)
+        hi1, lo1 = _mulhilo(c2, _M1)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ np.uint32(k0), lo1, hi0 ^ c3 ^ np.uint32(k1), lo0
+        k0 = (k0 + _W0) & _MASK32
+        k1 = (k1 + _W1) & _MASK32
+    c0, c1, c2, c3 = np.broadcast_arrays(c0, c1, c2, c3)
+    return c0, c1, c2, c3
+
+
+def uniform(word: np.ndarray) -> np.ndarray:
+    """uint32 words as float64 uniforms on (0, 1), as :func:`povsim.rng.uniform`."""
+    u = word.astype(np.float64)
+    u += 0.5
+    u *= _TWO_POW_M32
+    return u
+
+
+def _box_muller_cos(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """The first normal of :func:`povsim.rng.box_muller`: ``sqrt(-2 log u1) cos(2 pi u2)``."""
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+
+
+def _box_muller(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both normals of :func:`povsim.rng.box_muller`."""
+    r = np.sqrt(-2.0 * np.log(u1))
+    theta = 2.0 * math.pi * u2
+    return r * np.cos(theta), r * np.sin(theta)
+
+
+def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Params, k0: int, k1: int,
+                 acc: np.ndarray) -> None:
+    """One month for the households in ``hh`` (views of one chunk), global ids ``gid``; adds to ``acc``."""
+    size_f = hh.size.astype(np.float64)
+    ill_old = hh.illness
+    registered_old = (hh.flags & FLAG_REGISTERED) != 0
+
+    # 1. shocks: draw indices 0 and 1 in one broadcast Philox call, shape (2, n)
+    w0, w1, w2, w3 = philox4x32_10(gid, month, STREAM_SHOCKS, _INDEX_01, k0, k1)
+    u_illness, u_chronic, u_job = uniform(w0[0]), uniform(w1[0]), uniform(w2[0])
+    z_persistent, z_transitory = _box_muller(uniform(w0[1]), uniform(w1[1]))
+
+    healthy = ill_old == 0
+    acute = ill_old == 1
+    onset = healthy & (u_illness < p.illness_onset)
+    stays_ill = u_illness >= np.where(acute, p.acute_recovery, p.chronic_recovery)
+    illness = np.where(
+        healthy,
+        np.where(onset, np.where(u_chronic < p.chronic_share, 2, 1), 0),
+        np.where(stays_ill, np.where(acute, 1, 2), 0),
+    ).astype(np.uint8)
+    ill = illness != 0
+
+    has_workers = hh.workers != 0
+    was_unemployed = hh.unemployed != 0
+    lost_job = has_workers & ~was_unemployed & (u_job < p.job_loss)
+    unemployed = lost_job | (has_workers & was_unemployed & (u_job >= p.reemployment))
+
+    # 2. income (per person, this month, yuan), in the Numba code's order of operations
+    persistent = p.persistent_rho * hh.persistent.astype(np.float64) + p.persistent_innovation_sd * z_persistent
+    log_income = hh.level.astype(np.float64)
+    log_income += p.trend_per_month * (month - p.base_month)
+    log_income += persistent
+    log_income += p.transitory_sd * z_transitory
+    with np.errstate(over="ignore"):
+        gross = np.exp(log_income)
+    gross /= 12.0
+    np.multiply(gross, 1.0 - p.illness_income_loss, out=gross, where=ill)
+    np.multiply(gross, 1.0 - p.job_income_loss, out=gross, where=unemployed)
+    sick = np.flatnonzero(ill)
+    if sick.size:
+        z_bill = _box_muller_cos(uniform(w2[1, sick]), uniform(w3[1, sick]))
+        with np.errstate(over="ignore"):
+            bill = np.exp(p.bill_log_median + p.bill_sd * z_bill)
+        bill *= 1.0 - p.reimbursement
+        bill /= size_f[sick]
+    # net = (gross + transfer) - out_of_pocket, the Numba order; out_of_pocket is 0 for the healthy
+    net = gross + np.where(registered_old, p.transfer, 0.0)
+    if sick.size:
+        net[sick] -= bill
+    stored = np.floor(net + 0.5)
+    np.clip(stored, -32768.0, 32767.0, out=stored)
+    ring = hh.net_income
+    ring[:, month % ring.shape[1]] = stored.astype(np.int16)
+
+    # 3. true poverty: exact integer sum of the 12 stored months
+    income = ring.sum(axis=1, dtype=np.int64).astype(np.float64)
+    poor = income < line
+
+    # 4. policy: the one-time registration by a noisy assessment
+    registered = registered_old
+    if month == p.registration_month:
+        a0, a1, _, _ = philox4x32_10(gid, month, STREAM_ASSESSMENT, 0, k0, k1)
+        z = _box_muller_cos(uniform(a0), uniform(a1))
+        with np.errstate(over="ignore"):
+            registered = (income <= 0.0) | (income * np.exp(p.assessment_sd * z) < line)
+
+    # write back
+    hh.illness[:] = illness
+    hh.unemployed[:] = unemployed
+    hh.persistent[:] = persistent  # rounded to float32, as the Numba store
+    hh.flags[:] = registered * np.uint8(FLAG_REGISTERED) | poor * np.uint8(FLAG_POOR)
+
+    # 5. metrics (int64 slots, as povsim.rules.household_month adds them)
+    size = hh.size.astype(np.int64)
+    size_poor = size[poor]
+    gap = (line - np.maximum(income[poor], 0.0)) / line
+    acc[M.HOUSEHOLDS] += size.shape[0]
+    acc[M.PEOPLE] += size.sum()
+    acc[M.POOR] += size_poor.shape[0]
+    acc[M.POOR_PEOPLE] += size_poor.sum()
+    acc[M.GAP_FX] += (size_poor * np.rint(gap * M.FX_SCALE).astype(np.int64)).sum()
+    acc[M.SEVERITY_FX] += (size_poor * np.rint(gap * gap * M.FX_SCALE).astype(np.int64)).sum()
+    acc[M.REGISTERED] += np.count_nonzero(registered)
+    acc[M.POOR_REGISTERED] += np.count_nonzero(registered & poor)
+    acc[M.ILL] += sick.size
+    acc[M.UNEMPLOYED] += np.count_nonzero(unemployed)
+    acc[M.ILLNESS_ONSETS] += np.count_nonzero(onset)
+    acc[M.JOB_LOSSES] += np.count_nonzero(lost_job)
+    if p.transfer > 0.0:
+        paid = size_f[registered_old]
+        acc[M.TRANSFERS_FEN] += np.rint(p.transfer * paid * 100.0).astype(np.int64).sum()
+
+
+def month_step(hh: Households, first_id: int, month: int, line: float, p: Params, k0: int, k1: int,
+               chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """Advance every household of ``hh`` through ``month``, in place; return the month's totals.
+
+    Same arguments and meaning as :func:`povsim.engine.run_month` (``first_id``
+    is the global id of household 0, ``line`` the poverty line in yuan per
+    person per year, ``p`` from :func:`povsim.rules.make_params`, ``(k0, k1)``
+    from :func:`povsim.rng.split_seed`); the totals are int64, one per slot of
+    :mod:`povsim.metrics`, and equal the sum of the engine's block totals.
+    """
+    n = hh.size.shape[0]
+    acc = np.zeros(M.N_SLOTS, np.int64)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        view = Households(*(a[start:stop] for a in hh))
+        gid = np.arange(first_id + start, first_id + stop, dtype=np.int64).astype(np.uint32)
+        _chunk_month(view, gid, month, line, p, k0, k1, acc)
+    return acc
