@@ -51,8 +51,10 @@ def param(default: Any, unit: str, source: str, description: str, **bounds: Any)
     extra = {"json_schema_extra": {"unit": unit, "source": source}, "description": description}
     if callable(default):
         return Field(default_factory=default, **extra, **bounds)
-    # strict: `true` is not a number and "5000" is not an integer (an int is still a valid float)
-    return Field(default, strict=True, **extra, **bounds)
+    if isinstance(default, (bool, int, float)):
+        # strict: `true` is not a number and "5000" is not an integer (an int is still a valid float)
+        return Field(default, strict=True, **extra, **bounds)
+    return Field(default, **extra, **bounds)
 
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
