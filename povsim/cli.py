@@ -154,7 +154,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(
                 f"{label}: {m['households']:,} households, {m['months_simulated']} months "
                 f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
-                f"{m['household_months_per_s']:.3g} household-months/s, {m['threads']} threads"
+                f"{m['household_months_per_s']:.3g} household-months/s, "
+                f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}"
             )
         if len(outcome.results) == 1:
             print("Year-end stocks (headcount over people; errors over households); flows and cost summed over the year:")

@@ -472,7 +472,7 @@ class DataConfig(_Section):
         "catastrophic health spending is commonly defined at 40% of capacity to pay (WHO)",
         "flag when out-of-pocket medical spending over 12 months passes this share of income",
         ge=0.0,
-        le=100.0,
+        le=1e6,
     )
     medical_threshold: float = param(
         20_000.0,
@@ -657,7 +657,7 @@ class Config(_Section):
         if lb.enabled and parse_month(lb.end) < parse_month(lb.start):
             bad.append(f"policy.lookback.end = {lb.end!r} is before policy.lookback.start = {lb.start!r}")
         if bad:
-            raise ValueError("; ".join(bad))
+            raise ValueError("\n  ".join(bad))
         return self
 
     # -- convenience ------------------------------------------------------------------

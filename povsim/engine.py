@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder first)
+
 import numba as nb
 import numpy as np
 

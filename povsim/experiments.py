@@ -12,9 +12,10 @@ scenarios.  An experiment file is a config (see :mod:`povsim.config`) with, opti
 Every scenario is validated, with its patches applied, before any run starts: a bad
 key in the fifth scenario stops the experiment with the scenario's name and the
 key path, and nothing runs or is written.  All scenarios share the baseline's seed,
-so with povsim's counter-based streams every household meets the same shocks in
-every scenario (common random numbers): a difference between scenarios is the
-policy's, not noise.
+so with povsim's counter-based streams every household draws the same random
+numbers in every scenario (common random numbers): the same illnesses, job losses
+and income shocks, except where policy itself changes an outcome (support speeds
+re-employment), so a difference between scenarios is the policy's, not noise.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def _weighted_delay(result: Result) -> float:
     d = result.detection_delays()
     if d is None:
         return np.nan
+    d = d.drop(columns="unknown", errors="ignore")
     months = np.arange(d.shape[1], dtype=float)  # the last bin (48+) counts as 48
     total = d.to_numpy().sum()
     return float((d.to_numpy() * months).sum() / total) if total else np.nan

@@ -20,7 +20,8 @@ Definitions (households unless stated):
 * ``targeting_differential`` = P(registered | poor) - P(registered | non-poor).
 * ``precision_<channel>`` = verified flags truly poor / verified flags of that channel.
 * ``detection_delay_mean`` = mean months from falling poor to registration, over the
-  month's registrations of truly poor households (all routes).
+  month's registrations of truly poor households (all routes) whose fall into poverty
+  was observed (households poor since before the record began are left out).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ VERIFIED = FLAGGED + N_ROUTES  #: + route: verifications completed
 VERIFIED_POOR = VERIFIED + N_ROUTES  #: + route: verifications of truly poor households
 DELAY_SUM = VERIFIED_POOR + N_ROUTES  #: + route: months from falling poor to registration, summed
 DELAY_COUNT = DELAY_SUM + N_ROUTES  #: + route: registrations of truly poor households
+DELAY_UNKNOWN = DELAY_COUNT + N_ROUTES  #: + route: poor entrants poor since before the record (onset unknown)
 DELAY_BINS = 49  #: detection-delay histogram: 0..47 months, and 48 or more
-DELAY_HIST = DELAY_COUNT + N_ROUTES  #: + route * DELAY_BINS + bin
+DELAY_HIST = DELAY_UNKNOWN + N_ROUTES  #: + route * DELAY_BINS + bin
 N_SLOTS = DELAY_HIST + N_ROUTES * DELAY_BINS
 
 FX_SCALE = float(2**30)  #: fixed-point scale of gap sums: exact integer addition in any order
@@ -218,14 +220,18 @@ def delay_histogram(totals: np.ndarray) -> pd.DataFrame:
     """Registrations of truly poor households by route and months since falling poor.
 
     ``totals`` are monthly totals (months x N_SLOTS) or their sum.  Rows are
-    routes; columns ``0 .. 47`` and ``48+`` months.
+    routes; columns ``0 .. 47`` and ``48+`` months, and ``unknown``: households
+    poor since before the record began (the first 12 simulated months, when
+    income history is incomplete), whose onset is not observed.
     """
     t = np.asarray(totals, dtype=np.int64)
     if t.ndim == 2:
         t = t.sum(axis=0)
     hist = t[DELAY_HIST : DELAY_HIST + N_ROUTES * DELAY_BINS].reshape(N_ROUTES, DELAY_BINS)
     labels = [str(b) for b in range(DELAY_BINS - 1)] + [f"{DELAY_BINS - 1}+"]
-    out = pd.DataFrame(hist[[ROUTE_CODE[r] for r in ROUTES]], index=pd.Index(ROUTES, name="route"), columns=labels)
+    codes = [ROUTE_CODE[r] for r in ROUTES]
+    out = pd.DataFrame(hist[codes], index=pd.Index(ROUTES, name="route"), columns=labels)
+    out["unknown"] = t[DELAY_UNKNOWN : DELAY_UNKNOWN + N_ROUTES][codes]
     return out
 
 

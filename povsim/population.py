@@ -48,6 +48,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder first)
+
 import numba as nb
 import numpy as np
 

@@ -94,7 +94,7 @@ class Result:
         return self.delays
 
     def summary(self) -> pd.DataFrame:
-        """One row per year: year-end headcount, register size, errors; transfers summed over the year."""
+        """One row per year: year-end stocks (headcount, register, errors); entries, exits, returns and cost summed."""
         return yearly_summary(self.metrics)
 
     def plot(self):

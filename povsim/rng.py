@@ -32,6 +32,8 @@ import math
 import numba as nb
 import numpy as np
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder before any function is compiled)
+
 __all__ = [
     "STREAM_POPULATION",
     "STREAM_COUNTY",

@@ -44,6 +44,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder first)
+
 import numba as nb
 import numpy as np
 
@@ -89,6 +91,8 @@ _MONTHS_TO_RETURN = 12  #: a fall into poverty within this many months of exitin
 class Params(NamedTuple):
     """Everything the month step needs, in the units it uses (per month, log points, yuan)."""
 
+    # time
+    record_start: int  # first month with 12 months of income history; poverty onsets are recorded after it
     # income
     base_month: int
     trend_per_month: float
@@ -165,7 +169,9 @@ def make_params(cfg: Config) -> Params:
     inc, ill, job, pol = cfg.income, cfg.illness, cfg.job_loss, cfg.policy
     reg, lb, rv, ch = pol.registration, pol.lookback, pol.review, pol.channels
     sup, ver = pol.support, pol.verification
+    first = parse_month(cfg.simulation.start) - 12 * cfg.simulation.burn_in_years
     return Params(
+        record_start=first + 11,
         base_month=inc.base_year * 12,
         trend_per_month=inc.trend / 12.0,
         persistent_rho=inc.persistent_rho,
@@ -339,13 +345,15 @@ def register(hh, i, month, route, acc):
     hh.pending_month[i] = NEVER
     hh.support_left[i] = 0
     acc[M.ENTERED + route] += 1
-    if flags & FLAG_POOR:
+    if not flags & FLAG_POOR:
+        acc[M.ENTERED_NONPOOR + route] += 1
+    elif hh.poor_since[i] == NEVER:
+        acc[M.DELAY_UNKNOWN + route] += 1  # poor since before the record began
+    else:
         delay = months_since(hh.poor_since[i], month)
         acc[M.DELAY_SUM + route] += delay
         acc[M.DELAY_COUNT + route] += 1
         acc[M.DELAY_HIST + route * M.DELAY_BINS + delay_bin(delay)] += 1
-    else:
-        acc[M.ENTERED_NONPOOR + route] += 1
 
 
 @nb.njit(cache=True)
@@ -420,10 +428,12 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
     medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + medical
     hh.medical_12m[i] = medical_12m
 
-    # d. true poverty
+    # d. true poverty; onsets are recorded once 12 months of history exist
     income = income_12m(hh, i)
     poor = income < line
-    if poor and not (flags & FLAG_POOR):
+    if month <= p.record_start:
+        hh.poor_since[i] = NEVER  # poor (if at all) since before the record: onset unknown
+    elif poor and not (flags & FLAG_POOR):
         hh.poor_since[i] = to_stored(month)
         acc[M.NEWLY_POOR] += 1
         if not registered and months_since(hh.exit_month[i], month) <= _MONTHS_TO_RETURN:
@@ -454,8 +464,10 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
             if u_self < prob:
                 flag(hh, i, month, ROUTE_SELF, 0, p, acc)
         if hh.pending_route[i] == 0 and is_active(p.data_start, month) and (flags & FLAG_COVERED):
-            household_income = max(income, 0.0) * size
-            medical_flag = medical_12m > p.data_medical_yuan or medical_12m > p.data_medical_share * household_income
+            household_income = income * size
+            medical_flag = medical_12m > p.data_medical_yuan or (
+                household_income > 0.0 and medical_12m > p.data_medical_share * household_income
+            )
             if medical_flag or lost_job or income_drop(hh, i, month, p.data_income_drop):
                 flag(hh, i, month, ROUTE_DATA, p.data_lag, p, acc)
         if (

@@ -8,12 +8,9 @@ first run in a fresh checkout also pays Numba's compilation (~20 s, cached after
 from __future__ import annotations
 
 import pytest
-from helpers import cfg, full_cfg, use_source_keyed_numba_cache
+from helpers import cfg, full_cfg
 
-# before anything imports Numba: a compiled-code cache that always matches the sources under test
-use_source_keyed_numba_cache()
-
-import povsim  # noqa: E402
+import povsim
 
 
 @pytest.fixture(scope="session")

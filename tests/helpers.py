@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import povsim
@@ -104,32 +101,3 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         text=True,
         timeout=timeout,
     )
-
-
-def povsim_source_hash() -> str:
-    """A hash of the imported povsim package's source files."""
-    spec = importlib.util.find_spec("povsim")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def use_source_keyed_numba_cache() -> str | None:
-    """Point Numba's cache at a folder named after a hash of povsim's sources; return the folder.
-
-    Numba re-validates a cached function only against its own file: the engine's
-    ``run_month`` (povsim/engine.py) embeds the rules compiled from povsim/rules.py,
-    so after an edit to rules.py alone the cached engine silently runs the old rules.
-    A cache folder per source hash cannot be stale.  Must run before Numba is imported;
-    a ``NUMBA_CACHE_DIR`` set by the user is left alone.  Subprocesses inherit it.
-    """
-    if "NUMBA_CACHE_DIR" in os.environ:
-        return os.environ["NUMBA_CACHE_DIR"]
-    if "numba" in sys.modules:  # too late: Numba read its config already
-        return None
-    folder = Path(tempfile.gettempdir()) / f"povsim-numba-cache-{povsim_source_hash()}"
-    os.environ["NUMBA_CACHE_DIR"] = str(folder)
-    return str(folder)

@@ -95,12 +95,6 @@ def read_delays_csv(path: Path) -> pd.DataFrame:
 
 
 def main() -> None:
-    import sys
-
-    sys.path.insert(0, str(HERE))
-    from helpers import use_source_keyed_numba_cache
-
-    use_source_keyed_numba_cache()  # never regenerate from stale compiled code
     BASELINE_DIR.mkdir(exist_ok=True)
     result = run_baseline_result()
     write_metrics_csv(result.metrics, METRICS_CSV)

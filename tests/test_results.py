@@ -66,7 +66,7 @@ def test_round_trip_of_the_full_model(full_result, tmp_path):
         "registration", "lookback", "review 2017-10", "review 2018-10", "review 2019-10", "review 2020-10",
     ]
     assert list(loaded.delays.index) == list(M.ROUTES) and loaded.delays.index.name == "route"
-    assert list(loaded.delays.columns) == [str(b) for b in range(48)] + ["48+"]
+    assert list(loaded.delays.columns) == [str(b) for b in range(48)] + ["48+", "unknown"]
 
 
 def test_load_result_of_a_folder_that_is_not_a_result(tmp_path):
