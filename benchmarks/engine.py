@@ -41,7 +41,13 @@ What is measured, in one run
 
    The timed months are the first simulated months, i.e. burn-in months: no
    registration happens in them and no transfers are paid (the registration
-   month costs one extra Philox call per household, once).
+   month costs one extra Philox call per household, once).  The model is the
+   one-time threshold registration with no other rule (``ONETIME``), the one
+   the NumPy step implements.
+
+   * engine with every rule: the quota registration, the look-back, an annual
+     review and all four discovery channels active within 2019
+     (``ALL_RULES_2019``); the 12 reported months are timed after a burn-in year.
 4. **Where the time goes**, approximately: the step's two Philox calls per
    household, then those plus its Box-Muller normals and exp, each timed alone
    (a small Numba kernel for the engine, the same NumPy calls for the
@@ -128,8 +134,34 @@ print(json.dumps({{"import_s": t1 - t0, "build_s": t2 - t1, "first_step_s": t3 -
 # --------------------------------------------------------------------------------------
 
 
+#: the one-time threshold registration and no other rule: the model the NumPy step implements
+ONETIME = {
+    "policy.registration.method": "threshold",
+    "policy.lookback.enabled": False,
+    "policy.review.enabled": False,
+    "policy.channels.self.enabled": False,
+    "policy.channels.cadre.enabled": False,
+    "policy.channels.data.enabled": False,
+    "policy.channels.hotline.enabled": False,
+}
+
+#: every rule active within one year (2019): quota registration, look-back, review, all four channels
+ALL_RULES_2019 = {
+    "simulation.start": "2019-01",
+    "simulation.end": "2019-12",
+    "policy.registration.month": "2019-01",
+    "policy.lookback.start": "2019-03",
+    "policy.lookback.end": "2019-08",
+    "policy.review.first": "2019-10",
+    "policy.channels.self.start": "2019-02",
+    "policy.channels.cadre.start": "2019-02",
+    "policy.channels.data.start": "2019-02",
+    "policy.channels.hotline.start": "2019-02",
+}
+
+
 def bench_config(households: int, months: int, registration: str = "2013-10") -> povsim.Config:
-    """A config with one burn-in year and enough simulated months for ``months`` steps."""
+    """The one-time model with one burn-in year and enough simulated months for ``months`` steps."""
     first = parse_month(START) - 12 * BURN_IN_YEARS
     end = max(first + months - 1, parse_month("2013-12"))
     return povsim.load_config(
@@ -140,6 +172,7 @@ def bench_config(households: int, months: int, registration: str = "2013-10") ->
             "simulation.start": START,
             "simulation.end": format_month(end),
             "policy.registration.month": registration,
+            **ONETIME,
         },
     )
 
@@ -316,6 +349,30 @@ def bench_engine(households: int, months: int) -> tuple[dict, np.ndarray]:
     return row, totals
 
 
+def bench_all_rules(households: int) -> dict:
+    """The engine with every rule and channel active: the 12 reported months of 2019 after a burn-in year."""
+    cfg = povsim.load_config(
+        None, overrides={"population.households": int(households), "simulation.burn_in_years": 1, **ALL_RULES_2019}
+    )
+    gc.collect()
+    sim = Simulation(cfg)
+    while sim.month < sim.timeline.start:
+        sim.step()
+    per_month = []
+    t0 = time.perf_counter()
+    while not sim.done:
+        t = time.perf_counter()
+        sim.step()
+        per_month.append(time.perf_counter() - t)
+    run = time.perf_counter() - t0
+    return {
+        "run_s": run,
+        "hh_months_per_s": households * len(per_month) / run,
+        "best_month_hh_per_s": households / min(per_month),
+        "per_month_s": per_month,
+    }
+
+
 def bench_numpy(households: int, months: int, chunk: int) -> tuple[dict, np.ndarray]:
     cfg = bench_config(households, months)
     params = make_params(cfg)
@@ -490,8 +547,9 @@ def print_report(res: dict) -> None:
     np_cols = f"{'run s':>7} {'Mhh-mo/s':>8} {'best mo':>8} {'B/hh':>6}"
     eng_title = f"engine (Numba, {env['numba_threads']} threads)"
     print(f"{'':>10} | {eng_title:^{len(eng_cols)}} | {'NumPy (1 thread)':^{len(np_cols)}} | "
-          f"{'engine':>7} | {'max |d|':>8}")
-    head = f"{'households':>10} | {eng_cols} | {np_cols} | {'/NumPy':>7} | {'poor/reg':>8}"
+          f"{'engine':>7} | {'max |d|':>8} | {'every rule':>10}")
+    head = (f"{'households':>10} | {eng_cols} | {np_cols} | {'/NumPy':>7} | {'poor/reg':>8} | "
+            f"{'Mhh-mo/s':>10}")
     print(head)
     print("-" * len(head))
     for row in res["rows"]:
@@ -499,14 +557,16 @@ def print_report(res: dict) -> None:
         left = (f"{_size_label(row['households']):>10} | {e['build_s']:7.2f} {e['run_s']:7.2f} "
                 f"{e['hh_months_per_s'] / 1e6:8.2f} {e['best_month_hh_per_s'] / 1e6:8.2f} "
                 f"{e['bytes_per_household']:6.2f} | ")
+        rules = f" | {row['all_rules']['hh_months_per_s'] / 1e6:10.2f}" if "all_rules" in row else ""
         if n is None:
-            print(left + f"{'skipped: ' + row.get('numpy_skipped', ''):<{len(np_cols)}} | {'-':>7} | {'-':>8}")
+            print(left + f"{'skipped: ' + row.get('numpy_skipped', ''):<{len(np_cols)}} | {'-':>7} | {'-':>8}"
+                  + rules)
         else:
             ratio = e["hh_months_per_s"] / n["hh_months_per_s"]
             d = row["totals_max_abs_diff"]
             print(left + f"{n['run_s']:7.2f} {n['hh_months_per_s'] / 1e6:8.2f} "
                   f"{n['best_month_hh_per_s'] / 1e6:8.2f} {n['bytes_per_household']:6.2f} | {ratio:6.1f}x | "
-                  f"{str(d['poor']) + '/' + str(d['registered']):>8}")
+                  f"{str(d['poor']) + '/' + str(d['registered']):>8}" + rules)
     b = res["breakdown"]
     print()
     print(f"Where the time goes: wall ns per household-month, each part timed alone (best of 3); engine at "
@@ -523,7 +583,9 @@ def print_report(res: dict) -> None:
     print("build s: Simulation(cfg), i.e. building the population (compiled, parallel). best mo: the fastest "
           "single month.\nB/hh: engine = Population.bytes_per_household() (state + village structure); NumPy = "
           "state arrays.\nmax |d| poor/reg: largest monthly difference of the poor and registered counts, NumPy "
-          "vs engine.\nTimed months are burn-in months (no registration, no transfers).")
+          "vs engine.\nTimed months are burn-in months of the one-time model (no registration, no transfers), the model"
+          " the NumPy step implements.\nevery rule: the engine with quota registration, look-back, review and all four "
+          "channels active, the 12 months of 2019 after a burn-in year.")
     print(f"Peak resident memory of this process: {res['peak_rss_bytes'] / 2**30:.2f} GiB; total wall time "
           f"{res['wall_s']:.0f} s; 1-minute load average {env['load_average_at_start']:.2f} at the start, "
           f"{res['load_average_at_end']:.2f} at the end.")
@@ -573,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
         row: dict = {"households": n}
         print(f"[{time.perf_counter() - t_start:6.1f} s] engine, {n:,} households ...", file=sys.stderr, flush=True)
         row["engine"], engine_totals = bench_engine(n, args.months)
+        gc.collect()
+        print(f"[{time.perf_counter() - t_start:6.1f} s] engine with every rule, {n:,} households ...",
+              file=sys.stderr, flush=True)
+        row["all_rules"] = bench_all_rules(n)
         gc.collect()
         estimate = n * args.months / numpy_rate if numpy_rate else 0.0
         if n > args.max_households:

@@ -5,12 +5,16 @@ This module re-implements, with whole-array NumPy operations and no Numba,
 * Philox4x32-10 (:func:`philox4x32_10`), on uint32 arrays with uint64 products,
   keyed exactly as :func:`povsim.rng.draw4`: counter = (household id, month,
   stream, draw index), key = :func:`povsim.rng.split_seed` of the seed;
-* one month of :func:`povsim.rules.household_month` for a whole population
-  (:func:`month_step`): illness and job transitions, AR(1) persistent and
-  transitory income, trend, losses, medical bill, transfer, the int16 12-month
-  ring of per-capita net income, poverty against the line, the one-time
-  registration, and the same metric counts (the int64 slots of
-  :mod:`povsim.metrics`).
+* one month of povsim's rules (:func:`povsim.rules.village_month`) for a whole
+  population under a **one-time threshold registration** and no other rule
+  (:func:`month_step`): illness and job transitions, support of registered
+  households (transfer, higher reimbursement, faster re-employment, development
+  capacity), AR(1) persistent and transitory income, trend, losses, medical bill,
+  the int16 12-month ring of per-capita net income, the 12-month medical spending,
+  poverty against the line, the date a household fell poor, the registration
+  and its detection delays, and the same metric counts (the int64 slots of
+  :mod:`povsim.metrics`).  :func:`check_params` refuses parameters with any
+  other rule switched on.
 
 It works on the engine's own state (a :class:`povsim.population.Households`)
 and parameters (:func:`povsim.rules.make_params`), in place, so the two can be
@@ -39,11 +43,27 @@ import sys
 import numpy as np
 
 from povsim import metrics as M
-from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households
+from povsim.population import CAPACITY_SCALE, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, ROUTE_REGISTRATION, Households
 from povsim.rng import STREAM_ASSESSMENT, STREAM_SHOCKS
-from povsim.rules import Params
+from povsim.rules import METHOD_THRESHOLD, NO_MONTH, Params
 
-__all__ = ["philox4x32_10", "uniform", "month_step", "DEFAULT_CHUNK"]
+
+def check_params(p: Params) -> None:
+    """The NumPy step implements the one-time threshold registration only: refuse anything else."""
+    others = {
+        "policy.registration.method": p.registration_method != METHOD_THRESHOLD,
+        "policy.lookback": p.lookback_start != NO_MONTH,
+        "policy.review": p.review_first != NO_MONTH,
+        "policy.channels.self": p.self_start != NO_MONTH,
+        "policy.channels.cadre": p.cadre_start != NO_MONTH,
+        "policy.channels.data": p.data_start != NO_MONTH,
+        "policy.channels.hotline": p.hotline_start != NO_MONTH,
+    }
+    on = [k for k, v in others.items() if v]
+    if on:
+        raise ValueError(f"the NumPy step runs the one-time threshold registration only; switch off: {', '.join(on)}")
+
+__all__ = ["philox4x32_10", "uniform", "month_step", "check_params", "DEFAULT_CHUNK"]
 
 DEFAULT_CHUNK = 2**18  #: households per chunk
 
@@ -125,8 +145,9 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     size_f = hh.size.astype(np.float64)
     ill_old = hh.illness
     registered_old = (hh.flags & FLAG_REGISTERED) != 0
+    supported = registered_old  # no exits without reviews, so no transition support
 
-    # 1. shocks: draw indices 0 and 1 in one broadcast Philox call, shape (2, n)
+    # a. shocks: draw indices 0 and 1 in one broadcast Philox call, shape (2, n)
     w0, w1, w2, w3 = philox4x32_10(gid, month, STREAM_SHOCKS, _INDEX_01, k0, k1)
     u_illness, u_chronic, u_job = uniform(w0[0]), uniform(w1[0]), uniform(w2[0])
     z_persistent, z_transitory = _box_muller(uniform(w0[1]), uniform(w1[1]))
@@ -144,55 +165,81 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
 
     has_workers = hh.workers != 0
     was_unemployed = hh.unemployed != 0
+    reemployment = np.where(supported, min(1.0, p.reemployment * p.reemployment_multiplier), min(1.0, p.reemployment))
     lost_job = has_workers & ~was_unemployed & (u_job < p.job_loss)
-    unemployed = lost_job | (has_workers & was_unemployed & (u_job >= p.reemployment))
+    unemployed = lost_job | (has_workers & was_unemployed & (u_job >= reemployment))
 
-    # 2. income (per person, this month, yuan), in the Numba code's order of operations
+    # b. support: development capacity, transfer, reimbursement
+    capacity = hh.capacity.astype(np.int64)
+    grow = supported & (capacity < p.development_max)
+    capacity[grow] = np.minimum(capacity[grow] + p.development_rate, p.development_max)
+    hh.capacity[:] = capacity
+
+    # c. income (per person, this month, yuan), in the Numba code's order of operations
     persistent = p.persistent_rho * hh.persistent.astype(np.float64) + p.persistent_innovation_sd * z_persistent
     log_income = hh.level.astype(np.float64)
     log_income += p.trend_per_month * (month - p.base_month)
     log_income += persistent
+    log_income += capacity / CAPACITY_SCALE
     log_income += p.transitory_sd * z_transitory
     with np.errstate(over="ignore"):
         gross = np.exp(log_income)
     gross /= 12.0
     np.multiply(gross, 1.0 - p.illness_income_loss, out=gross, where=ill)
     np.multiply(gross, 1.0 - p.job_income_loss, out=gross, where=unemployed)
+    medical = np.zeros(gross.shape[0])
     sick = np.flatnonzero(ill)
     if sick.size:
         z_bill = _box_muller_cos(uniform(w2[1, sick]), uniform(w3[1, sick]))
         with np.errstate(over="ignore"):
             bill = np.exp(p.bill_log_median + p.bill_sd * z_bill)
-        bill *= 1.0 - p.reimbursement
-        bill /= size_f[sick]
-    # net = (gross + transfer) - out_of_pocket, the Numba order; out_of_pocket is 0 for the healthy
-    net = gross + np.where(registered_old, p.transfer, 0.0)
+        medical[sick] = bill * (1.0 - np.where(supported[sick], p.supported_reimbursement, p.reimbursement))
+    # net = (gross + transfer) - medical / size, the Numba order
+    net = gross + np.where(supported, p.transfer, 0.0)
     if sick.size:
-        net[sick] -= bill
+        net[sick] -= medical[sick] / size_f[sick]
     stored = np.floor(net + 0.5)
     np.clip(stored, -32768.0, 32767.0, out=stored)
     ring = hh.net_income
     ring[:, month % ring.shape[1]] = stored.astype(np.int16)
+    hh.medical_12m[:] = hh.medical_12m.astype(np.float64) * (11.0 / 12.0) + medical
 
-    # 3. true poverty: exact integer sum of the 12 stored months
+    # d. true poverty: exact integer sum of the 12 stored months
     income = ring.sum(axis=1, dtype=np.int64).astype(np.float64)
     poor = income < line
+    was_poor = (hh.flags & FLAG_POOR) != 0
+    newly_poor = poor & ~was_poor
+    hh.poor_since[newly_poor] = month - MONTH_ORIGIN
 
-    # 4. policy: the one-time registration by a noisy assessment
+    # e. the one-time registration by a noisy assessment (household phase 3 in the engine)
     registered = registered_old
     if month == p.registration_month:
         a0, a1, _, _ = philox4x32_10(gid, month, STREAM_ASSESSMENT, 0, k0, k1)
         z = _box_muller_cos(uniform(a0), uniform(a1))
         with np.errstate(over="ignore"):
-            registered = (income <= 0.0) | (income * np.exp(p.assessment_sd * z) < line)
+            entering = ~registered_old & ((income <= 0.0) | (income * np.exp(p.registration_sd * z) < line))
+        registered = registered_old | entering
+        hh.route[entering] = ROUTE_REGISTRATION
+        r = ROUTE_REGISTRATION
+        acc[M.ASSESSED_REGISTRATION] += gid.shape[0]
+        acc[M.ENTERED + r] += np.count_nonzero(entering)
+        acc[M.ENTERED_NONPOOR + r] += np.count_nonzero(entering & ~poor)
+        found = entering & poor
+        since = hh.poor_since[found].astype(np.int64)
+        delay = np.where(since == NEVER, 1 << 30, month - MONTH_ORIGIN - since)
+        acc[M.DELAY_SUM + r] += delay.sum()
+        acc[M.DELAY_COUNT + r] += delay.shape[0]
+        bins = np.bincount(np.clip(delay, 0, M.DELAY_BINS - 1), minlength=M.DELAY_BINS)
+        acc[M.DELAY_HIST + r * M.DELAY_BINS : M.DELAY_HIST + (r + 1) * M.DELAY_BINS] += bins
 
-    # write back
+    # write back (bits other than registered and poor are kept)
     hh.illness[:] = illness
     hh.unemployed[:] = unemployed
     hh.persistent[:] = persistent  # rounded to float32, as the Numba store
-    hh.flags[:] = registered * np.uint8(FLAG_REGISTERED) | poor * np.uint8(FLAG_POOR)
+    keep = hh.flags & np.uint8(0xFF ^ (FLAG_REGISTERED | FLAG_POOR))
+    hh.flags[:] = keep | registered * np.uint8(FLAG_REGISTERED) | poor * np.uint8(FLAG_POOR)
 
-    # 5. metrics (int64 slots, as povsim.rules.household_month adds them)
+    # metrics (int64 slots, as povsim.rules adds them)
     size = hh.size.astype(np.int64)
     size_poor = size[poor]
     gap = (line - np.maximum(income[poor], 0.0)) / line
@@ -202,6 +249,8 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     acc[M.POOR_PEOPLE] += size_poor.sum()
     acc[M.GAP_FX] += (size_poor * np.rint(gap * M.FX_SCALE).astype(np.int64)).sum()
     acc[M.SEVERITY_FX] += (size_poor * np.rint(gap * gap * M.FX_SCALE).astype(np.int64)).sum()
+    acc[M.NEWLY_POOR] += np.count_nonzero(newly_poor)
+    acc[M.SUPPORTED] += np.count_nonzero(supported)
     acc[M.REGISTERED] += np.count_nonzero(registered)
     acc[M.POOR_REGISTERED] += np.count_nonzero(registered & poor)
     acc[M.ILL] += sick.size
@@ -209,7 +258,7 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     acc[M.ILLNESS_ONSETS] += np.count_nonzero(onset)
     acc[M.JOB_LOSSES] += np.count_nonzero(lost_job)
     if p.transfer > 0.0:
-        paid = size_f[registered_old]
+        paid = size_f[supported]
         acc[M.TRANSFERS_FEN] += np.rint(p.transfer * paid * 100.0).astype(np.int64).sum()
 
 
@@ -223,6 +272,7 @@ def month_step(hh: Households, first_id: int, month: int, line: float, p: Params
     from :func:`povsim.rng.split_seed`); the totals are int64, one per slot of
     :mod:`povsim.metrics`, and equal the sum of the engine's block totals.
     """
+    check_params(p)
     n = hh.size.shape[0]
     acc = np.zeros(M.N_SLOTS, np.int64)
     for start in range(0, n, chunk):

@@ -42,8 +42,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run an experiment file",
-        description="Run an experiment file (TOML): print a per-year summary and write metrics.parquet, "
-        "config.json, manifest.json and errors.png to --out.",
+        description="Run an experiment file (TOML): print a per-year summary (or, for a file with "
+        "[scenarios], a side-by-side table of every scenario) and write metrics.parquet, events.parquet, "
+        "delays.parquet, config.json, manifest.json and errors.png to --out (one folder per scenario).",
     )
     run.add_argument("experiment", type=Path, help="experiment file (TOML), e.g. experiments/quickstart.toml")
     run.add_argument(
@@ -75,7 +76,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    from .config import load_config, parse_override
+    from .config import parse_override
+    from .experiments import Experiment
 
     overrides: dict = {}
     for text in args.overrides:
@@ -87,7 +89,7 @@ def _load(args: argparse.Namespace):
         overrides["seed"] = args.seed
     if args.threads is not None:
         overrides["simulation.threads"] = args.threads
-    return load_config(args.experiment, overrides=overrides)
+    return Experiment.from_file(args.experiment, overrides=overrides)
 
 
 def format_summary(summary) -> str:
@@ -95,38 +97,72 @@ def format_summary(summary) -> str:
     table = summary.copy()
     for col in ("headcount_rate", "exclusion_error", "inclusion_error", "missed_rate"):
         table[col] = (100 * table[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
-    table["transfers_yuan"] = table["transfers_yuan"].map(lambda v: f"{v:,.0f}")
+    table["cost_total"] = (table["cost_total"] / 1e6).map(lambda v: f"{v:,.2f}")
     table = table.rename(
         columns={
             "headcount_rate": "headcount %",
             "exclusion_error": "exclusion %",
             "inclusion_error": "inclusion %",
             "missed_rate": "missed %",
-            "transfers_yuan": "transfers (yuan)",
+            "cost_total": "cost (M yuan)",
         }
     )
     return table.to_string()
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    import povsim
+def format_comparison(table) -> str:
+    """The side-by-side scenario table as printed: rates in percent, money in million yuan."""
+    out = table.copy()
+    for col in [c for c in out.columns if "error" in c or "rate" in c]:
+        out[col] = (100 * out[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
+    for col in ("cost_total_yuan", "transfers_yuan"):
+        out[col] = (out[col] / 1e6).map(lambda v: f"{v:,.2f}")
+    for col in ("detection_delay_mean",):
+        out[col] = out[col].map(lambda v: "-" if v != v else f"{v:.1f}")
+    for col in ("poor_household_months", "entered", "exited", "wrong_exit", "return_to_poverty"):
+        out[col] = out[col].map(lambda v: f"{v:,.0f}")
+    labels = {
+        "exclusion_error_mean": "exclusion error, mean %",
+        "inclusion_error_mean": "inclusion error, mean %",
+        "exclusion_error_end": "exclusion error, end %",
+        "inclusion_error_end": "inclusion error, end %",
+        "headcount_rate_end": "headcount, end %",
+        "poor_household_months": "poor household-months",
+        "detection_delay_mean": "detection delay, months",
+        "entered": "entries",
+        "exited": "exits",
+        "wrong_exit": "wrong exits",
+        "return_to_poverty": "returns to poverty",
+        "cost_total_yuan": "cost (M yuan)",
+        "transfers_yuan": "transfers (M yuan)",
+    }
+    return out.rename(columns=labels).T.to_string()
 
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from .results import check_replaceable
 
-    cfg = _load(args)
-    out = args.out if args.out is not None else Path("results") / cfg.name
+    experiment = _load(args)
+    out = args.out if args.out is not None else Path("results") / experiment.name
     check_replaceable(out)
-    result = povsim.run(cfg, progress=not args.quiet)
-    path = result.save(out)
+    outcome = experiment.run(progress=not args.quiet)
+    path = outcome.save(out)
     if not args.quiet:
-        m = result.manifest
-        print(
-            f"{cfg.name}: {m['households']:,} households, {m['months_simulated']} months "
-            f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
-            f"{m['household_months_per_s']:.3g} household-months/s, {m['threads']} threads"
-        )
-        print("Year-end values (headcount over people; errors over households):")
-        print(format_summary(result.summary()))
+        for name, result in outcome.results.items():
+            m = result.manifest
+            label = experiment.name if len(outcome.results) == 1 else f"{experiment.name} / {name}"
+            print(
+                f"{label}: {m['households']:,} households, {m['months_simulated']} months "
+                f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
+                f"{m['household_months_per_s']:.3g} household-months/s, "
+                f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}"
+            )
+        if len(outcome.results) == 1:
+            print("Year-end stocks (headcount over people; errors over households); flows and cost summed over the year:")
+            print(format_summary(result.summary()))
+        else:
+            print("Scenarios side by side (errors: mean over months with a register, and at the end):")
+            print(format_comparison(outcome.summary()))
         print(f"written to {path}/")
     return 0
 

@@ -19,7 +19,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -51,8 +51,10 @@ def param(default: Any, unit: str, source: str, description: str, **bounds: Any)
     extra = {"json_schema_extra": {"unit": unit, "source": source}, "description": description}
     if callable(default):
         return Field(default_factory=default, **extra, **bounds)
-    # strict: `true` is not a number and "5000" is not an integer (an int is still a valid float)
-    return Field(default, strict=True, **extra, **bounds)
+    if isinstance(default, (bool, int, float)):
+        # strict: `true` is not a number and "5000" is not an integer (an int is still a valid float)
+        return Field(default, strict=True, **extra, **bounds)
+    return Field(default, **extra, **bounds)
 
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -311,11 +313,43 @@ class RegistrationConfig(_Section):
 
     enabled: bool = param(True, "flag", SRC_REG_2014, "run the one-time registration")
     month: Month = param("2014-10", "month", SRC_REG_2014, "month in which households are registered")
+    method: Literal["quota", "threshold"] = param(
+        "quota",
+        "choice",
+        "2014 registration ran under quota-based 'scale control' with community review (SCIO 2021)",
+        "'quota': county and village quotas, lowest-ranked by the community registered; "
+        "'threshold': registered if the assessed income is below the line",
+    )
     assessment_sd: float = param(
         0.35,
         "log points",
-        "proxy means tests mis-rank widely: Alatas et al. (2012) find 30% total mistargeting",
-        "SD of the log-normal error of the income assessment",
+        "proxy means tests and community rankings mis-rank widely: Alatas et al. (2012) find 30% total mistargeting",
+        "SD of the log-normal error of the assessment (threshold) or of the community's perceived income (quota)",
+        ge=0.0,
+        le=5.0,
+    )
+    quota_scale: float = param(
+        1.28,
+        "multiple of estimated poor households",
+        "registered 89.62 million people = 1.28 x the survey's 70.17 million poor "
+        "(../shared/targets/china_rural_poverty.toml, registration_2014)",
+        "national quota as a multiple of the survey estimate of poor households (quota method)",
+        ge=0.0,
+        le=100.0,
+    )
+    county_estimate_sd: float = param(
+        0.20,
+        "log points",
+        SRC_ASSUMPTION + "; county poverty rates were estimated from a survey of about 160,000 households",
+        "SD of the log error of each county's estimated number of poor households (quota method)",
+        ge=0.0,
+        le=5.0,
+    )
+    village_estimate_sd: float = param(
+        0.30,
+        "log points",
+        SRC_ASSUMPTION,
+        "SD of the log error of each village's estimated number of poor households (quota method)",
         ge=0.0,
         le=5.0,
     )
@@ -323,16 +357,243 @@ class RegistrationConfig(_Section):
     _month = field_validator("month")(_check_month)
 
 
+class LookbackConfig(_Section):
+    """The one-time re-check of the whole register (the 2015-16 'look back')."""
+
+    enabled: bool = param(True, "flag", "2015-16 look-back (SCIO 2021)", "run the look-back")
+    start: Month = param("2015-08", "month", "look-back ran August 2015 to June 2016", "first month of the look-back")
+    end: Month = param("2016-06", "month", "look-back ran August 2015 to June 2016", "last month of the look-back")
+    assessment_sd: float = param(
+        0.20,
+        "log points",
+        SRC_ASSUMPTION + "; a household-by-household re-check, more accurate than the 2014 registration",
+        "SD of the log error of the look-back's assessment",
+        ge=0.0,
+        le=5.0,
+    )
+
+    _months = field_validator("start", "end")(_check_month)
+
+
+class ReviewConfig(_Section):
+    """The annual dynamic adjustment of the register: exits and entries."""
+
+    enabled: bool = param(True, "flag", "annual dynamic adjustment from 2017 (SCIO 2021)", "run annual reviews")
+    first: Month = param("2017-10", "month", "annual dynamic adjustment from 2017", "month of the first review; one every 12 months after")
+    assessment_sd: float = param(0.25, "log points", SRC_ASSUMPTION, "SD of the log error of the review's assessment", ge=0.0, le=5.0)
+    exit_multiple: float = param(
+        1.0,
+        "multiple of the line",
+        "exit when income is stably above the line (the 'two assurances, three guarantees' standard)",
+        "a registered household assessed at or above this multiple of the line exits",
+        gt=0.0,
+        le=10.0,
+    )
+    entry_coverage: float = param(
+        0.10,
+        "share of unregistered households",
+        SRC_ASSUMPTION + "; reviews re-check households near the line, not every household",
+        "share of unregistered households assessed for entry at each review",
+        ge=0.0,
+        le=1.0,
+    )
+
+    _month = field_validator("first")(_check_month)
+
+
+class SelfDeclarationConfig(_Section):
+    """Households that perceive themselves poor apply for registration."""
+
+    enabled: bool = param(True, "flag", "self-declaration channel (SCIO 2021)", "channel on")
+    start: Month = param("2017-01", "month", "dynamic channels from 2017", "first month the channel runs")
+    apply_probability: float = param(
+        0.03,
+        "per month",
+        "Alatas et al. (2016): about 60% of the very poorest apply when they must apply",
+        "monthly probability that a household perceiving itself poor applies",
+        ge=0.0,
+        le=1.0,
+    )
+    shock_multiplier: float = param(
+        3.0, "multiple", SRC_ASSUMPTION, "application probability multiple while ill or out of work (capped at 1)", ge=1.0, le=100.0
+    )
+    nonpoor_probability: float = param(
+        0.001, "per month", SRC_ASSUMPTION, "monthly probability that a household not perceiving itself poor applies", ge=0.0, le=1.0
+    )
+    perception_sd: float = param(
+        0.30, "log points", SRC_ASSUMPTION, "SD of the log error of a household's view of its own income", ge=0.0, le=5.0
+    )
+    _month = field_validator("start")(_check_month)
+
+
+class CadreConfig(_Section):
+    """Grassroots cadres visit households worst-off first, as they perceive them."""
+
+    enabled: bool = param(True, "flag", "grassroots cadre channel (SCIO 2021)", "channel on")
+    start: Month = param("2017-01", "month", "dynamic channels from 2017", "first month the channel runs")
+    visits_per_village: int = param(
+        4, "households per village per month", SRC_ASSUMPTION, "households each village's cadres visit a month", ge=0, le=100_000
+    )
+    perception_sd: float = param(
+        0.40, "log points", SRC_ASSUMPTION, "SD of the log error of a cadre's view of a household's income", ge=0.0, le=5.0
+    )
+    connected_share: float = param(
+        0.10, "share of households", SRC_ASSUMPTION, "share of households connected to village cadres", ge=0.0, le=1.0
+    )
+    favouritism: float = param(
+        0.30,
+        "log points",
+        "Alatas et al. (2012): elite capture in community targeting is small but present",
+        "how much poorer a connected household looks to a cadre",
+        ge=0.0,
+        le=5.0,
+    )
+    revisit_months: int = param(6, "months", SRC_ASSUMPTION, "months before a visited household is visited again", ge=1, le=600)
+    _month = field_validator("start")(_check_month)
+
+
+class DataConfig(_Section):
+    """Comparison of other departments' data: medical spending jumps, income or job losses."""
+
+    enabled: bool = param(True, "flag", "sector data comparison channel (SCIO 2021)", "channel on")
+    start: Month = param("2018-01", "month", "sector data screening spread from about 2018", "first month the channel runs")
+    coverage_formal: float = param(
+        0.90, "share of households", SRC_ASSUMPTION, "share of households with formal records covered by the data", ge=0.0, le=1.0
+    )
+    coverage_informal: float = param(
+        0.40, "share of households", SRC_ASSUMPTION, "share of households in informal work covered by the data", ge=0.0, le=1.0
+    )
+    informal_share: float = param(
+        0.50, "share of households", SRC_ASSUMPTION, "share of households whose work is informal", ge=0.0, le=1.0
+    )
+    medical_share_threshold: float = param(
+        0.40,
+        "share of 12-month income",
+        "catastrophic health spending is commonly defined at 40% of capacity to pay (WHO)",
+        "flag when out-of-pocket medical spending over 12 months passes this share of income",
+        ge=0.0,
+        le=1e6,
+    )
+    medical_threshold: float = param(
+        20_000.0,
+        "yuan per household per 12 months",
+        SRC_ASSUMPTION,
+        "flag when out-of-pocket medical spending over 12 months passes this amount",
+        ge=0.0,
+        le=1e9,
+    )
+    income_drop_threshold: float = param(
+        0.40,
+        "share",
+        SRC_ASSUMPTION,
+        "flag when the last 3 months' income is below (1 - threshold) x that of the 9 months before "
+        "(1 = never), or a job is lost",
+        ge=0.0,
+        le=1.0,
+    )
+    lag: int = param(2, "months", SRC_ASSUMPTION, "months before a flag reaches the poverty office", ge=0, le=120)
+    _month = field_validator("start")(_check_month)
+
+
+class HotlineConfig(_Section):
+    """Missed eligible households call the complaint hotline (12317)."""
+
+    enabled: bool = param(True, "flag", "12317 hotline (SCIO 2021)", "channel on")
+    start: Month = param("2017-01", "month", "12317 hotline", "first month the channel runs")
+    call_probability: float = param(
+        0.005, "per month", SRC_ASSUMPTION, "monthly probability that a missed poor household calls", ge=0.0, le=1.0
+    )
+    rejected_wait: int = param(
+        12, "months", SRC_ASSUMPTION, "months after a rejection during which a household does not call", ge=0, le=600
+    )
+    _month = field_validator("start")(_check_month)
+
+
+class ChannelsConfig(_Section):
+    """The continuous channels that find newly poor households."""
+
+    self: SelfDeclarationConfig = Field(default_factory=SelfDeclarationConfig)
+    cadre: CadreConfig = Field(default_factory=CadreConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    hotline: HotlineConfig = Field(default_factory=HotlineConfig)
+
+
+class VerificationConfig(_Section):
+    """The means test a flagged household goes through before it is registered."""
+
+    assessment_sd: float = param(0.20, "log points", SRC_ASSUMPTION, "SD of the log error of the verification", ge=0.0, le=5.0)
+    delay: int = param(
+        1,
+        "months",
+        "identification within 15 days of discovery in the 2021 monitoring mechanism",
+        "months from a flag reaching the office to the verification",
+        ge=0,
+        le=120,
+    )
+    monitoring_multiple: float = param(
+        1.0,
+        "multiple of the line",
+        "1.5x the line in Anhui's monitoring range after 2020 (../shared/targets, monitoring_after_2020)",
+        "register a verified household assessed below this multiple of the line",
+        gt=0.0,
+        le=10.0,
+    )
+
+
 class SupportConfig(_Section):
-    """What a registered household receives."""
+    """What a registered household receives, and for how long after it exits."""
 
     transfer: float = param(
         40.0,
         "yuan per person per month",
         SRC_ASSUMPTION + "; rural dibao averaged about 200 yuan/person/month in 2014 but reached few",
-        "monthly cash transfer to each member of a registered household",
+        "monthly cash transfer to each member of a supported household ('blood transfusion')",
         ge=0.0,
         le=1e6,
+    )
+    transition_months: int = param(
+        12,
+        "months",
+        "'exit without losing policies' during a transition period (SCIO 2021)",
+        "months an exited household keeps its support",
+        ge=0,
+        le=255,
+    )
+    development_rate: float = param(
+        0.005,
+        "log points per month",
+        SRC_ASSUMPTION + "; industry and employment projects ('hematopoiesis')",
+        "monthly gain in the household's own earning capacity while supported; kept after support ends",
+        ge=0.0,
+        le=1.0,
+    )
+    development_max: float = param(
+        0.20, "log points", SRC_ASSUMPTION, "largest total gain from development support", ge=0.0, le=6.0
+    )
+    reimbursement: float = param(
+        0.80,
+        "share of the bill",
+        "medical reimbursement for registered households raised to about 80-90% (SCIO 2021)",
+        "insurance share of the medical bill for supported households",
+        ge=0.0,
+        le=1.0,
+    )
+    reemployment_multiplier: float = param(
+        1.5, "multiple", SRC_ASSUMPTION, "re-employment probability multiple for supported households", ge=1.0, le=100.0
+    )
+
+
+class CostConfig(_Section):
+    """What each activity costs the government."""
+
+    cadre_visit: float = param(50.0, "yuan per visit", SRC_ASSUMPTION, "cost of one cadre visit", ge=0.0, le=1e9)
+    verification: float = param(300.0, "yuan per household", SRC_ASSUMPTION, "cost of one verification", ge=0.0, le=1e9)
+    data_match: float = param(5.0, "yuan per flag", SRC_ASSUMPTION, "cost of following up one data flag", ge=0.0, le=1e9)
+    data_system_per_household: float = param(
+        0.02, "yuan per household per month", SRC_ASSUMPTION, "running cost of the data system while it runs", ge=0.0, le=1e6
+    )
+    assessment: float = param(
+        100.0, "yuan per household", SRC_ASSUMPTION, "cost of one assessment at registration, look-back or review", ge=0.0, le=1e9
     )
 
 
@@ -340,7 +601,12 @@ class PolicyConfig(_Section):
     """The government's rules for finding and supporting the poor."""
 
     registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
+    lookback: LookbackConfig = Field(default_factory=LookbackConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    verification: VerificationConfig = Field(default_factory=VerificationConfig)
     support: SupportConfig = Field(default_factory=SupportConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
 
 class Config(_Section):
@@ -374,12 +640,24 @@ class Config(_Section):
                 f"poverty.lines has no line for year(s) {missing}; allowed: a line for every year "
                 f"from {start // 12} to {end // 12}"
             )
-        reg = self.policy.registration
-        if reg.enabled and not start <= parse_month(reg.month) <= end:
-            raise ValueError(
-                f"policy.registration.month = {reg.month!r} is outside the simulated period; "
-                f"allowed: {self.simulation.start} to {self.simulation.end}"
-            )
+        pol = self.policy
+        months = [("policy.registration.month", pol.registration)]
+        months += [("policy.lookback.start", pol.lookback), ("policy.lookback.end", pol.lookback)]
+        months += [("policy.review.first", pol.review)]
+        months += [(f"policy.channels.{n}.start", getattr(pol.channels, n)) for n in ("self", "cadre", "data", "hotline")]
+        bad = []
+        for key, section in months:
+            value = getattr(section, key.rsplit(".", 1)[1])
+            if section.enabled and not start <= parse_month(value) <= end:
+                bad.append(
+                    f"{key} = {value!r} is outside the simulated period; "
+                    f"allowed: {self.simulation.start} to {self.simulation.end} (or disable the rule)"
+                )
+        lb = pol.lookback
+        if lb.enabled and parse_month(lb.end) < parse_month(lb.start):
+            bad.append(f"policy.lookback.end = {lb.end!r} is before policy.lookback.start = {lb.start!r}")
+        if bad:
+            raise ValueError("\n  ".join(bad))
         return self
 
     # -- convenience ------------------------------------------------------------------

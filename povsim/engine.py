@@ -2,16 +2,11 @@
 
 This module owns the monthly loop over the whole population.
 
-Order of events in one month
-----------------------------
-For each block of villages (in parallel), for each village, for each household
-in it, :func:`povsim.rules.household_month` runs, in this order:
-
-1. shocks (illness, job loss) and recoveries;
-2. income: persistent and transitory components, trend, losses, medical bill, transfer;
-3. true poverty status from the last 12 months' per-capita net income;
-4. policy events of this month (the one-time registration);
-5. the household's contribution to the month's metrics.
+The order of events in a month is written once, in
+:func:`povsim.rules.village_month` (see :mod:`povsim.rules`).  Here every
+village runs it, blocks of villages in parallel.  Before the pass, in the
+month of a quota registration, :func:`povsim.rules.registration_quotas`
+computes every village's quota from the survey (last month's poverty).
 
 The month's metrics are integer totals per block, added in block order, so the
 result is the same for any number of threads.  Nothing here depends on the
@@ -23,33 +18,47 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder first)
+
 import numba as nb
 import numpy as np
 
 from . import metrics as M
 from .config import Config
 from .population import Population, build_population
-from .rules import Params, household_month, make_params
+from .rules import METHOD_QUOTA, Params, make_params, registration_quotas, village_month
 from .rng import split_seed
 from .timeline import Timeline
 
-__all__ = ["Simulation", "run_month", "VILLAGES_PER_BLOCK"]
+__all__ = ["Simulation", "run_month"]
 
-VILLAGES_PER_BLOCK = 4  #: villages per parallel work item (fixed, so blocks never depend on threads)
+MAX_BLOCKS = 2048  #: parallel work items per month; blocks never depend on the thread count
+
+
+def villages_per_block(n_villages: int) -> int:
+    return max(1, -(-n_villages // MAX_BLOCKS))
 
 
 @nb.njit(cache=True, parallel=True)
-def run_month(hh, village_start, first_id, month, line, p, k0, k1, block_totals):
-    """Advance every household one month; fill ``block_totals`` (blocks x slots, int64)."""
+def run_month(hh, village_start, first_id, month, line, p, k0, k1, block_totals, per_block, quota):
+    """Advance every village one month; fill ``block_totals`` (blocks x slots, int64)."""
     n_villages = village_start.shape[0] - 1
     n_blocks = block_totals.shape[0]
+    largest = 0
+    for v in range(n_villages):
+        largest = max(largest, village_start[v + 1] - village_start[v])
     for b in nb.prange(n_blocks):
         acc = block_totals[b]
         acc[:] = 0
-        v_end = min(n_villages, (b + 1) * VILLAGES_PER_BLOCK)
-        for v in range(b * VILLAGES_PER_BLOCK, v_end):
-            for i in range(village_start[v], village_start[v + 1]):
-                household_month(hh, i, first_id + i, month, line, p, k0, k1, acc)
+        values = np.empty(largest, np.float64)
+        candidate = np.empty(largest, np.bool_)
+        chosen = np.empty(largest, np.int64)
+        v_end = min(n_villages, (b + 1) * per_block)
+        for v in range(b * per_block, v_end):
+            village_month(
+                hh, village_start[v], village_start[v + 1], first_id, month, line, p, k0, k1, acc, quota[v],
+                values, candidate, chosen,
+            )
 
 
 class Simulation:
@@ -66,8 +75,10 @@ class Simulation:
         self.params: Params = make_params(config)
         self.key = split_seed(config.seed)
         self.population: Population = build_population(config)
-        n_blocks = -(-self.population.n_villages // VILLAGES_PER_BLOCK)
+        self._per_block = villages_per_block(self.population.n_villages)
+        n_blocks = -(-self.population.n_villages // self._per_block)
         self._block_totals = np.zeros((max(n_blocks, 1), M.N_SLOTS), np.int64)
+        self._no_quota = np.zeros(self.population.n_villages, np.int64)
         self.month = self.timeline.first  #: next month to simulate
         self.totals: dict[int, np.ndarray] = {}  #: month -> totals (N_SLOTS,), reported months only
 
@@ -81,6 +92,13 @@ class Simulation:
             raise RuntimeError(f"the run ended at {self.timeline.label(self.timeline.end)}")
         m = self.month
         pop = self.population
+        quota = self._no_quota
+        if m == self.params.registration_month and self.params.registration_method == METHOD_QUOTA:
+            reg = self.config.policy.registration
+            quota = registration_quotas(
+                pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id,
+                self.params, reg.quota_scale, reg.county_estimate_sd, reg.village_estimate_sd, *self.key,
+            )
         run_month(
             pop.households,
             pop.village_start,
@@ -91,6 +109,8 @@ class Simulation:
             self.key[0],
             self.key[1],
             self._block_totals,
+            self._per_block,
+            quota,
         )
         totals = self._block_totals.sum(axis=0)
         if m >= self.timeline.start:
@@ -116,6 +136,4 @@ class Simulation:
         finally:
             nb.set_num_threads(previous)
         wall = time.perf_counter() - t0
-        months = sorted(self.totals)
-        table = M.derive(np.array([self.totals[m] for m in months]), months)
-        return Result.from_run(self, table, wall_time=wall, threads=used_threads)
+        return Result.from_run(self, wall_time=wall, threads=used_threads)

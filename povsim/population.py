@@ -17,9 +17,24 @@ field                 dtype      bytes  meaning
 ``persistent``        float32    4      persistent AR(1) log-income component
 ``illness``           uint8      1      0 healthy, 1 acute illness, 2 chronic illness
 ``unemployed``        uint8      1      1 while a wage earner is out of work
-``flags``             uint8      1      bit 0 registered, bit 1 poor (see ``FLAG_*``)
+``flags``             uint8      1      registered, poor, connected, covered (``FLAG_*``)
 ``net_income``        int16[12]  24     per-capita net income of the last 12 months, yuan
+``medical_12m``       float32    4      out-of-pocket medical spending, last 12 months
+                                        (exponentially weighted, yuan per household)
+``capacity``          uint16     2      earning capacity gained from development support,
+                                        in 1/10000 log points
+``route``             uint8      1      how the household entered the register (``ROUTE_*``)
+``pending_route``     uint8      1      channel of a pending verification (0: none)
+``support_left``      uint8      1      months of transition support left after an exit
+``pending_month``     int16      2      month its pending verification is due
+``poor_since``        int16      2      month it last fell poor
+``last_visit``        int16      2      month a cadre last visited
+``last_rejected``     int16      2      month a verification last rejected it
+``exit_month``        int16      2      month it last left the register
 ====================  =========  =====  ==================================================
+
+Months in int16 fields count from January 1900 (:data:`MONTH_ORIGIN`); :data:`NEVER`
+means "never".
 
 The building is compiled and runs in chunks, without a Python loop over
 households; every draw comes from :mod:`povsim.rng` with the household's
@@ -33,16 +48,35 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder first)
+
 import numba as nb
 import numpy as np
 
 from . import rng
 from .config import Config
 
-__all__ = ["Households", "Population", "build_population", "FLAG_REGISTERED", "FLAG_POOR", "RING_MONTHS"]
+__all__ = ["Households", "Population", "build_population", "allocate", "structure"]
 
 FLAG_REGISTERED = 1  #: the household is on the register
 FLAG_POOR = 2  #: the household was truly poor at the end of its last month
+FLAG_CONNECTED = 4  #: the household is connected to the village cadres
+FLAG_COVERED = 8  #: the household's records are in other departments' data
+
+# Routes onto the register (``route`` and ``pending_route``); 0 means none.
+ROUTE_REGISTRATION = 1
+ROUTE_LOOKBACK = 2
+ROUTE_REVIEW = 3
+ROUTE_SELF = 4
+ROUTE_CADRE = 5
+ROUTE_DATA = 6
+ROUTE_HOTLINE = 7
+N_ROUTES = 8  #: route codes 0..7
+ROUTE_NAMES = ("none", "registration", "lookback", "review", "self", "cadre", "data", "hotline")
+
+MONTH_ORIGIN = 1900 * 12  #: month stored as 0 in int16 month fields
+NEVER = -32768  #: "never" in int16 month fields
+CAPACITY_SCALE = 10000.0  #: capacity is stored in 1/10000 log points
 RING_MONTHS = 12  #: months of per-capita net income kept for the 12-month total
 MAX_SIZE = 8
 
@@ -58,6 +92,16 @@ class Households(NamedTuple):
     unemployed: np.ndarray
     flags: np.ndarray
     net_income: np.ndarray  # shape (households, RING_MONTHS)
+    medical_12m: np.ndarray
+    capacity: np.ndarray
+    route: np.ndarray
+    pending_route: np.ndarray
+    support_left: np.ndarray
+    pending_month: np.ndarray
+    poor_since: np.ndarray
+    last_visit: np.ndarray
+    last_rejected: np.ndarray
+    exit_month: np.ndarray
 
 
 def allocate(n: int) -> Households:
@@ -71,6 +115,16 @@ def allocate(n: int) -> Households:
         unemployed=np.zeros(n, np.uint8),
         flags=np.zeros(n, np.uint8),
         net_income=np.zeros((n, RING_MONTHS), np.int16),
+        medical_12m=np.zeros(n, np.float32),
+        capacity=np.zeros(n, np.uint16),
+        route=np.zeros(n, np.uint8),
+        pending_route=np.zeros(n, np.uint8),
+        support_left=np.zeros(n, np.uint8),
+        pending_month=np.full(n, NEVER, np.int16),
+        poor_since=np.full(n, NEVER, np.int16),
+        last_visit=np.full(n, NEVER, np.int16),
+        last_rejected=np.full(n, NEVER, np.int16),
+        exit_month=np.full(n, NEVER, np.int16),
     )
 
 
@@ -136,7 +190,10 @@ def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
 
 
 @nb.njit(cache=True)
-def _build_household(hh, i, gid, county_mean, k0, k1, size_cdf, worker_probability, household_sd, labour_elasticity, persistent_sd):
+def _build_household(
+    hh, i, gid, county_mean, k0, k1, size_cdf, worker_probability, household_sd, labour_elasticity, persistent_sd,
+    connected_share, informal_share, coverage_formal, coverage_informal,
+):
     """Draw the fixed traits and initial state of household ``i`` (global id ``gid``)."""
     u_size, z_a, z_b, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 0)
     size = 1
@@ -155,9 +212,16 @@ def _build_household(hh, i, gid, county_mean, k0, k1, size_cdf, worker_probabili
     hh.workers[i] = workers
     hh.level[i] = county_mean + household_sd * z_level + labour_elasticity * math.log(share / expected)
     hh.persistent[i] = persistent_sd * z_persistent
+    u_connected, u_informal, u_covered, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 3)
+    flags = 0
+    if u_connected < connected_share:
+        flags |= FLAG_CONNECTED
+    coverage = coverage_informal if u_informal < informal_share else coverage_formal
+    if u_covered < coverage:
+        flags |= FLAG_COVERED
+    hh.flags[i] = flags
     hh.illness[i] = 0
     hh.unemployed[i] = 0
-    hh.flags[i] = 0
     for r in range(hh.net_income.shape[1]):
         hh.net_income[i, r] = 0
 
@@ -165,7 +229,8 @@ def _build_household(hh, i, gid, county_mean, k0, k1, size_cdf, worker_probabili
 @nb.njit(cache=True, parallel=True)
 def _build_households(
     hh, village_start, village_county, county_mean, first_id, k0, k1, size_cdf, worker_probability,
-    household_sd, labour_elasticity, persistent_sd,
+    household_sd, labour_elasticity, persistent_sd, connected_share, informal_share, coverage_formal,
+    coverage_informal,
 ):
     # Writes go through a called function: Numba (0.68) drops stores made to a
     # named tuple's arrays directly inside a prange body.
@@ -174,7 +239,8 @@ def _build_households(
         for i in range(village_start[v], village_start[v + 1]):
             _build_household(
                 hh, i, first_id + i, mean, k0, k1, size_cdf, worker_probability, household_sd,
-                labour_elasticity, persistent_sd,
+                labour_elasticity, persistent_sd, connected_share, informal_share, coverage_formal,
+                coverage_informal,
             )
 
 
@@ -206,5 +272,9 @@ def build_population(cfg: Config) -> Population:
         inc.household_sd,
         inc.labour_elasticity,
         inc.persistent_sd,
+        cfg.policy.channels.cadre.connected_share,
+        cfg.policy.channels.data.informal_share,
+        cfg.policy.channels.data.coverage_formal,
+        cfg.policy.channels.data.coverage_informal,
     )
     return Population(hh, village_start, village_county, county_province)

@@ -10,7 +10,8 @@ This module owns what a run leaves behind.  A :class:`Result` holds
   per household).
 
 :meth:`Result.save` writes ``metrics.parquet``, ``config.json``,
-``manifest.json`` and ``errors.png`` into a temporary folder beside the target
+``manifest.json``, ``events.parquet`` (one row per policy event), ``delays.parquet``
+(the detection-delay histogram) and ``errors.png`` into a temporary folder beside the target
 and renames it into place only when everything is written, so an interrupted
 save never leaves a partial result.  :func:`load_result` reads it back.
 """
@@ -34,7 +35,7 @@ from .metrics import yearly_summary
 
 __all__ = ["Result", "load_result", "write_atomically", "check_replaceable"]
 
-FILES = ("metrics.parquet", "config.json", "manifest.json", "errors.png")
+FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "manifest.json", "errors.png")
 
 
 @dataclass
@@ -42,16 +43,26 @@ class Result:
     metrics: pd.DataFrame
     config: Config
     manifest: dict[str, Any] = field(default_factory=dict)
+    events: pd.DataFrame | None = None  #: one row per policy event (registration, look-back, reviews)
+    delays: pd.DataFrame | None = None  #: detection-delay histogram: routes x months since falling poor
 
     @classmethod
-    def from_run(cls, sim, table: pd.DataFrame, wall_time: float, threads: int) -> "Result":
+    def from_run(cls, sim, wall_time: float, threads: int) -> "Result":
         import numba
         import numpy
 
         from . import __version__
+        from . import metrics as M
 
         tl = sim.timeline
         pop = sim.population
+        months = sorted(sim.totals)
+        totals = numpy.array([sim.totals[m] for m in months], dtype=numpy.int64).reshape(len(months), M.N_SLOTS)
+        data_start = tl.channels.get("data")
+        running = [data_start is not None and m >= data_start for m in months]
+        table = M.derive(totals, months, costs=sim.config.policy.cost, data_running=running)
+        events = event_table(totals, months, tl.events)
+        delays = M.delay_histogram(totals)
         manifest = {
             "povsim_version": __version__,
             "name": sim.config.name,
@@ -76,10 +87,14 @@ class Result:
             "numba": numba.__version__,
             "pandas": pd.__version__,
         }
-        return cls(metrics=table, config=sim.config, manifest=manifest)
+        return cls(metrics=table, config=sim.config, manifest=manifest, events=events, delays=delays)
+
+    def detection_delays(self) -> pd.DataFrame:
+        """Registrations of truly poor households by route (rows) and months from falling poor (columns)."""
+        return self.delays
 
     def summary(self) -> pd.DataFrame:
-        """One row per year: year-end headcount, register size, errors; transfers summed over the year."""
+        """One row per year: year-end stocks (headcount, register, errors); entries, exits, returns and cost summed."""
         return yearly_summary(self.metrics)
 
     def plot(self):
@@ -88,17 +103,22 @@ class Result:
 
         return plot_errors(self.metrics, title=self.config.name)
 
+    def write_files(self, directory: Path, figures: bool = True) -> None:
+        """Write the result's files into an existing folder (not atomic; see :meth:`save`)."""
+        directory = Path(directory)
+        self.metrics.to_parquet(directory / "metrics.parquet", index=False)
+        if self.events is not None:
+            self.events.to_parquet(directory / "events.parquet", index=False)
+        if self.delays is not None:
+            self.delays.to_parquet(directory / "delays.parquet")
+        (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        (directory / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
+        if figures:
+            self.plot().savefig(directory / "errors.png", dpi=120)
+
     def save(self, directory: str | Path, figures: bool = True) -> Path:
         """Write the result into ``directory`` (replacing it), atomically; return its path."""
-
-        def write(tmp: Path) -> None:
-            self.metrics.to_parquet(tmp / "metrics.parquet", index=False)
-            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-            (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
-            if figures:
-                self.plot().savefig(tmp / "errors.png", dpi=120)
-
-        return write_atomically(Path(directory), write)
+        return write_atomically(Path(directory), lambda tmp: self.write_files(tmp, figures=figures))
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -168,4 +188,43 @@ def load_result(directory: str | Path) -> Result:
     metrics = pd.read_parquet(directory / "metrics.parquet")
     config = Config.model_validate(json.loads((directory / "config.json").read_text()))
     manifest = json.loads((directory / "manifest.json").read_text())
-    return Result(metrics=metrics, config=config, manifest=manifest)
+    events = pd.read_parquet(directory / "events.parquet") if (directory / "events.parquet").is_file() else None
+    delays = pd.read_parquet(directory / "delays.parquet") if (directory / "delays.parquet").is_file() else None
+    return Result(metrics=metrics, config=config, manifest=manifest, events=events, delays=delays)
+
+
+def event_table(totals, months: list[int], events) -> pd.DataFrame:
+    """One row per policy event: households assessed, added, removed, wrongly, and the register around it."""
+    from . import metrics as M
+
+    index = {m: k for k, m in enumerate(months)}
+    code = M.ROUTE_CODE
+    rows = []
+    for name, first, last in events:
+        ks = [index[m] for m in range(first, last + 1) if m in index]
+        window = totals[ks].sum(axis=0)
+        kind = name.split()[0]
+        route = code[kind]
+        if kind == "registration":
+            assessed, removed, wrongly_removed = window[M.ASSESSED_REGISTRATION], 0, 0
+        elif kind == "lookback":
+            assessed = window[M.ASSESSED_LOOKBACK]
+            removed, wrongly_removed = window[M.REMOVED_LOOKBACK], window[M.WRONG_REMOVED_LOOKBACK]
+        else:
+            assessed, removed, wrongly_removed = window[M.ASSESSED_REVIEW], window[M.EXITED], window[M.WRONG_EXIT]
+        before = totals[ks[0] - 1, M.REGISTERED] if ks and ks[0] > 0 else 0
+        rows.append(
+            {
+                "event": name,
+                "start": format_month(first),
+                "end": format_month(last),
+                "assessed": int(assessed),
+                "added": int(window[M.ENTERED + route]),
+                "removed": int(removed),
+                "wrongly_added": int(window[M.ENTERED_NONPOOR + route]),
+                "wrongly_removed": int(wrongly_removed),
+                "register_before": int(before),
+                "register_after": int(totals[ks[-1], M.REGISTERED]) if ks else 0,
+            }
+        )
+    return pd.DataFrame(rows)

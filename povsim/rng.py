@@ -32,11 +32,18 @@ import math
 import numba as nb
 import numpy as np
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder before any function is compiled)
+
 __all__ = [
     "STREAM_POPULATION",
     "STREAM_COUNTY",
     "STREAM_SHOCKS",
     "STREAM_ASSESSMENT",
+    "STREAM_CHANNELS",
+    "STREAM_CADRE",
+    "STREAM_VERIFY",
+    "STREAM_REVIEW",
+    "STREAM_QUOTA",
     "philox4x32_10",
     "uniform",
     "box_muller",
@@ -50,7 +57,12 @@ __all__ = [
 STREAM_POPULATION = 1  #: household size, labour, income deviation, initial state
 STREAM_COUNTY = 2  #: county and province income effects (id = county index)
 STREAM_SHOCKS = 3  #: monthly income, illness and job-loss draws
-STREAM_ASSESSMENT = 4  #: errors of the government's income assessments
+STREAM_ASSESSMENT = 4  #: errors of the one-time registration's assessment or community ranking
+STREAM_CHANNELS = 5  #: self-declaration, hotline calls, and households' own perception
+STREAM_CADRE = 6  #: cadres' perception of households' incomes
+STREAM_VERIFY = 7  #: errors of the verification means test
+STREAM_REVIEW = 8  #: look-back and annual review assessments; look-back month of a village
+STREAM_QUOTA = 9  #: county and village estimates behind the registration quotas (id = county / village)
 
 # --- Philox4x32-10 constants (Random123) ----------------------------------------------
 _M0 = np.uint64(0xD2511F53)

@@ -1,23 +1,42 @@
-"""Household rules: what happens to one household in one month, written once.
+"""Household and village rules: what happens in one month, written once.
 
-This module owns the behaviour of a household and of the government towards
-it, as plain scalar functions compiled by Numba, free of Python objects and
+This module owns the behaviour of households and of the government towards
+them, as plain scalar functions compiled by Numba, free of Python objects and
 allocation.  The fast engine (:mod:`povsim.engine`) applies
-:func:`household_month` to every household of a village in a parallel loop;
-the Mesa model applies the very same function to each agent.  Both therefore
-give identical trajectories for the same seed.
+:func:`village_month` to every village in a parallel loop; the Mesa model
+applies the same three phases to its agents.  Both give identical
+trajectories for the same seed.
+
+Order of events in one month (:func:`village_month`, for one village)
+--------------------------------------------------------------------
+1. :func:`household_update`, for each household of the village:
+
+   a. shocks: illness and job transitions (recoveries first);
+   b. support received this month (registered, or exited within the transition
+      period): transfer, higher medical reimbursement, faster re-employment,
+      development support raising earning capacity;
+   c. income: persistent AR(1) and transitory components, trend, capacity,
+      losses while ill or out of work, out-of-pocket medical bill;
+   d. true poverty: 12-month per-capita net income against the year's line;
+   e. household-level discovery channels for unregistered households without a
+      pending verification, in this priority: self-declaration, sector data
+      (arriving after its lag), hotline.
+
+2. :func:`village_events`, once for the village:
+
+   a. the one-time registration by quota (community ranking), in its month;
+   b. cadre visits, worst-off first as the cadres perceive them.
+
+3. :func:`household_events`, for each household of the village:
+
+   a. verification of a flag that is due; registration if assessed eligible;
+   b. the one-time registration by threshold, in its month;
+   c. the look-back, in the village's look-back month;
+   d. the annual review: exits of registered households, entries of others;
+   e. the household's end-of-month contribution to the metrics.
 
 Parameters arrive as one :class:`Params` named tuple built from the validated
-config by :func:`make_params` (units converted to what the month step uses).
-
-Draws per household-month (stream ``rng.STREAM_SHOCKS``):
-
-* index 0: ``u_illness`` (onset or recovery), ``u_chronic``, ``u_job`` (loss or
-  re-employment), one spare;
-* index 1: two Box-Muller pairs: persistent innovation, transitory shock,
-  medical bill, one spare.
-
-The registration assessment draws from ``rng.STREAM_ASSESSMENT``.
+config by :func:`make_params`, in the units the month step uses.
 """
 
 from __future__ import annotations
@@ -25,25 +44,58 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from . import _jit  # noqa: F401  (sets Numba's cache folder first)
+
 import numba as nb
 import numpy as np
 
 from . import metrics as M
 from . import rng
 from .config import Config, parse_month
-from .population import FLAG_POOR, FLAG_REGISTERED
+from .population import (
+    CAPACITY_SCALE,
+    FLAG_CONNECTED,
+    FLAG_COVERED,
+    FLAG_POOR,
+    FLAG_REGISTERED,
+    MONTH_ORIGIN,
+    NEVER,
+    ROUTE_CADRE,
+    ROUTE_DATA,
+    ROUTE_HOTLINE,
+    ROUTE_LOOKBACK,
+    ROUTE_REGISTRATION,
+    ROUTE_REVIEW,
+    ROUTE_SELF,
+)
 
-__all__ = ["Params", "make_params", "household_month", "NO_MONTH"]
+__all__ = [
+    "Params",
+    "make_params",
+    "household_update",
+    "village_events",
+    "household_events",
+    "village_month",
+    "lookback_month",
+    "NO_MONTH",
+    "METHOD_THRESHOLD",
+    "METHOD_QUOTA",
+]
 
-NO_MONTH = -1  #: a month index meaning "never"
+NO_MONTH = -1  #: a month index meaning "never" (a rule that is disabled)
+METHOD_THRESHOLD = 0
+METHOD_QUOTA = 1
+_MONTHS_TO_RETURN = 12  #: a fall into poverty within this many months of exiting is a return
 
 
 class Params(NamedTuple):
     """Everything the month step needs, in the units it uses (per month, log points, yuan)."""
 
+    # time
+    record_start: int  # first month with 12 months of income history; poverty onsets are recorded after it
     # income
-    base_month: int  # month index at which the level is the configured median
-    trend_per_month: float  # log points per month
+    base_month: int
+    trend_per_month: float
     persistent_rho: float
     persistent_innovation_sd: float  # sd * sqrt(1 - rho^2)
     transitory_sd: float
@@ -60,17 +112,66 @@ class Params(NamedTuple):
     job_loss: float
     reemployment: float  # 1 / mean months out of work
     job_income_loss: float
-    # policy
-    registration_month: int  # NO_MONTH when disabled
-    assessment_sd: float
+    # one-time registration
+    registration_month: int
+    registration_method: int
+    registration_sd: float
+    # look-back
+    lookback_start: int
+    lookback_end: int
+    lookback_sd: float
+    # annual review
+    review_first: int
+    review_sd: float
+    review_exit_multiple: float
+    review_entry_coverage: float
+    # self-declaration
+    self_start: int
+    self_apply: float
+    self_shock_multiplier: float
+    self_nonpoor: float
+    self_sd: float
+    # cadres
+    cadre_start: int
+    cadre_visits: int
+    cadre_sd: float
+    cadre_favouritism: float
+    cadre_revisit: int
+    # sector data
+    data_start: int
+    data_medical_share: float
+    data_medical_yuan: float
+    data_income_drop: float
+    data_lag: int
+    # hotline
+    hotline_start: int
+    hotline_call: float
+    hotline_wait: int
+    # verification
+    verify_sd: float
+    verify_delay: int
+    verify_multiple: float
+    # support
     transfer: float  # yuan per person per month
+    transition_months: int
+    development_rate: int  # capacity units per month
+    development_max: int  # capacity units
+    supported_reimbursement: float
+    reemployment_multiplier: float
+
+
+def _month_or_never(enabled: bool, text: str) -> int:
+    return parse_month(text) if enabled else NO_MONTH
 
 
 def make_params(cfg: Config) -> Params:
     """The month step's parameters from a validated config."""
     inc, ill, job, pol = cfg.income, cfg.illness, cfg.job_loss, cfg.policy
-    reg = pol.registration
+    reg, lb, rv, ch = pol.registration, pol.lookback, pol.review, pol.channels
+    sup, ver = pol.support, pol.verification
+    first = parse_month(cfg.simulation.start) - 12 * cfg.simulation.burn_in_years
     return Params(
+        record_start=first + 11,
         base_month=inc.base_year * 12,
         trend_per_month=inc.trend / 12.0,
         persistent_rho=inc.persistent_rho,
@@ -87,15 +188,69 @@ def make_params(cfg: Config) -> Params:
         job_loss=job.probability,
         reemployment=1.0 / job.duration,
         job_income_loss=job.income_loss,
-        registration_month=parse_month(reg.month) if reg.enabled else NO_MONTH,
-        assessment_sd=reg.assessment_sd,
-        transfer=pol.support.transfer,
+        registration_month=_month_or_never(reg.enabled, reg.month),
+        registration_method=METHOD_QUOTA if reg.method == "quota" else METHOD_THRESHOLD,
+        registration_sd=reg.assessment_sd,
+        lookback_start=_month_or_never(lb.enabled, lb.start),
+        lookback_end=_month_or_never(lb.enabled, lb.end),
+        lookback_sd=lb.assessment_sd,
+        review_first=_month_or_never(rv.enabled, rv.first),
+        review_sd=rv.assessment_sd,
+        review_exit_multiple=rv.exit_multiple,
+        review_entry_coverage=rv.entry_coverage,
+        self_start=_month_or_never(ch.self.enabled, ch.self.start),
+        self_apply=ch.self.apply_probability,
+        self_shock_multiplier=ch.self.shock_multiplier,
+        self_nonpoor=ch.self.nonpoor_probability,
+        self_sd=ch.self.perception_sd,
+        cadre_start=_month_or_never(ch.cadre.enabled and ch.cadre.visits_per_village > 0, ch.cadre.start),
+        cadre_visits=ch.cadre.visits_per_village,
+        cadre_sd=ch.cadre.perception_sd,
+        cadre_favouritism=ch.cadre.favouritism,
+        cadre_revisit=ch.cadre.revisit_months,
+        data_start=_month_or_never(ch.data.enabled, ch.data.start),
+        data_medical_share=ch.data.medical_share_threshold,
+        data_medical_yuan=ch.data.medical_threshold,
+        data_income_drop=ch.data.income_drop_threshold,
+        data_lag=ch.data.lag,
+        hotline_start=_month_or_never(ch.hotline.enabled, ch.hotline.start),
+        hotline_call=ch.hotline.call_probability,
+        hotline_wait=ch.hotline.rejected_wait,
+        verify_sd=ver.assessment_sd,
+        verify_delay=ver.delay,
+        verify_multiple=ver.monitoring_multiple,
+        transfer=sup.transfer,
+        transition_months=sup.transition_months,
+        development_rate=int(round(sup.development_rate * CAPACITY_SCALE)),
+        development_max=min(int(round(sup.development_max * CAPACITY_SCALE)), 65535),
+        supported_reimbursement=sup.reimbursement,
+        reemployment_multiplier=sup.reemployment_multiplier,
     )
 
 
 # --------------------------------------------------------------------------------------
-# Sub-steps, in the order household_month calls them
+# Small pieces
 # --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def is_active(start, month):
+    """Whether a rule that starts in ``start`` (NO_MONTH if disabled) runs in ``month``."""
+    return start != NO_MONTH and month >= start
+
+
+@nb.njit(cache=True, inline="always")
+def to_stored(month):
+    """A month index as stored in int16 month fields."""
+    return np.int16(month - MONTH_ORIGIN)
+
+
+@nb.njit(cache=True, inline="always")
+def months_since(stored, month):
+    """Months from a stored month to ``month``; a very large number if ``stored`` is NEVER."""
+    if stored == NEVER:
+        return 1 << 30
+    return month - MONTH_ORIGIN - np.int64(stored)
 
 
 @nb.njit(cache=True, inline="always")
@@ -116,13 +271,13 @@ def illness_transition(illness, u_illness, u_chronic, p):
 
 
 @nb.njit(cache=True, inline="always")
-def job_transition(unemployed, workers, u_job, p):
+def job_transition(unemployed, workers, u_job, job_loss, reemployment):
     """New unemployment flag and whether a job was lost this month (households with workers only)."""
     if workers == 0:
         return 0, False
     if unemployed:
-        return (0 if u_job < p.reemployment else 1), False
-    if u_job < p.job_loss:
+        return (0 if u_job < reemployment else 1), False
+    if u_job < job_loss:
         return 1, True
     return 0, False
 
@@ -148,6 +303,25 @@ def income_12m(hh, i):
 
 
 @nb.njit(cache=True, inline="always")
+def income_drop(hh, i, month, threshold):
+    """Whether the last 3 months' income is below (1 - threshold) x the 9 months before, per month.
+
+    A threshold of 1 (a fall of 100%) never flags.
+    """
+    if threshold >= 1.0:
+        return False
+    recent = 0
+    earlier = 0
+    for back in range(12):
+        value = np.int64(hh.net_income[i, (month - back) % 12])
+        if back < 3:
+            recent += value
+        else:
+            earlier += value
+    return earlier > 0 and recent / 3.0 < (1.0 - threshold) * earlier / 9.0
+
+
+@nb.njit(cache=True, inline="always")
 def assessed_below(income, line, sd, u1, u2):
     """Whether a noisy assessment of ``income`` (log-normal error of SD ``sd``) falls below ``line``."""
     if income <= 0.0:
@@ -156,43 +330,90 @@ def assessed_below(income, line, sd, u1, u2):
     return income * math.exp(sd * z) < line
 
 
+@nb.njit(cache=True, inline="always")
+def delay_bin(delay):
+    return min(max(delay, 0), M.DELAY_BINS - 1)
+
+
+@nb.njit(cache=True)
+def register(hh, i, month, route, acc):
+    """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
+    flags = hh.flags[i]
+    hh.flags[i] = flags | FLAG_REGISTERED
+    hh.route[i] = route
+    hh.pending_route[i] = 0
+    hh.pending_month[i] = NEVER
+    hh.support_left[i] = 0
+    acc[M.ENTERED + route] += 1
+    if not flags & FLAG_POOR:
+        acc[M.ENTERED_NONPOOR + route] += 1
+    elif hh.poor_since[i] == NEVER:
+        acc[M.DELAY_UNKNOWN + route] += 1  # poor since before the record began
+    else:
+        delay = months_since(hh.poor_since[i], month)
+        acc[M.DELAY_SUM + route] += delay
+        acc[M.DELAY_COUNT + route] += 1
+        acc[M.DELAY_HIST + route * M.DELAY_BINS + delay_bin(delay)] += 1
+
+
+@nb.njit(cache=True)
+def flag(hh, i, month, route, lag, p, acc):
+    """Send household ``i`` to verification, due after ``lag`` plus the verification delay."""
+    hh.pending_route[i] = route
+    hh.pending_month[i] = to_stored(month + lag + p.verify_delay)
+    acc[M.FLAGGED + route] += 1
+
+
+@nb.njit(cache=True)
+def lookback_month(p, k0, k1, village_key):
+    """The month in which the look-back re-checks a village (uniform over the look-back window)."""
+    if p.lookback_start == NO_MONTH:
+        return NO_MONTH
+    u, _, _, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, village_key, 0, 7)
+    span = p.lookback_end - p.lookback_start + 1
+    return p.lookback_start + min(int(u * span), span - 1)
+
+
 # --------------------------------------------------------------------------------------
-# One household, one month
+# Phase 1: one household's shocks, income, poverty and household-level channels
 # --------------------------------------------------------------------------------------
 
 
 @nb.njit(cache=True)
-def household_month(hh, i, gid, month, line, p, k0, k1, acc):
-    """Advance household ``i`` (global id ``gid``) through calendar month ``month``.
-
-    Order of events:
-
-    1. shocks: illness and job transitions;
-    2. income: persistent AR(1) update, transitory shock, trend, losses from
-       illness and unemployment, out-of-pocket medical bill, transfer if registered;
-    3. true poverty: the 12-month per-capita net income against ``line`` (yuan/year);
-    4. policy: the one-time registration, in its month, by a noisy assessment;
-    5. metrics: the household's contribution added to ``acc`` (int64 slots of
-       :mod:`povsim.metrics`).
-    """
+def household_update(hh, i, gid, month, line, p, k0, k1, acc):
+    """Phase 1 for household ``i`` (global id ``gid``) in calendar month ``month``."""
     size = np.int64(hh.size[i])
     workers = hh.workers[i]
-    registered = (hh.flags[i] & FLAG_REGISTERED) != 0
+    flags = hh.flags[i]
+    registered = (flags & FLAG_REGISTERED) != 0
 
-    # 1. shocks
+    # a. shocks
     u_illness, u_chronic, u_job, _ = rng.draw4(k0, k1, rng.STREAM_SHOCKS, gid, month, 0)
     v0, v1, v2, v3 = rng.draw4(k0, k1, rng.STREAM_SHOCKS, gid, month, 1)
     z_persistent, z_transitory = rng.box_muller(v0, v1)
     z_bill, _ = rng.box_muller(v2, v3)
+    supported = registered or hh.support_left[i] > 0
+    if not registered and hh.support_left[i] > 0:
+        hh.support_left[i] -= 1  # one transition month used
     illness, onset = illness_transition(hh.illness[i], u_illness, u_chronic, p)
-    unemployed, lost_job = job_transition(hh.unemployed[i], workers, u_job, p)
+    reemployment = min(1.0, p.reemployment * (p.reemployment_multiplier if supported else 1.0))
+    unemployed, lost_job = job_transition(hh.unemployed[i], workers, u_job, p.job_loss, reemployment)
 
-    # 2. income (per person, this month, yuan)
+    # b. support
+    capacity = np.int64(hh.capacity[i])
+    if supported and capacity < p.development_max:
+        capacity = min(capacity + p.development_rate, p.development_max)
+        hh.capacity[i] = capacity
+    transfer = p.transfer if supported else 0.0
+    reimbursement = p.supported_reimbursement if supported else p.reimbursement
+
+    # c. income (per person, this month, yuan)
     persistent = p.persistent_rho * np.float64(hh.persistent[i]) + p.persistent_innovation_sd * z_persistent
     log_income = (
         np.float64(hh.level[i])
         + p.trend_per_month * (month - p.base_month)
         + persistent
+        + capacity / CAPACITY_SCALE
         + p.transitory_sd * z_transitory
     )
     gross = math.exp(log_income) / 12.0
@@ -200,34 +421,65 @@ def household_month(hh, i, gid, month, line, p, k0, k1, acc):
         gross *= 1.0 - p.illness_income_loss
     if unemployed != 0:
         gross *= 1.0 - p.job_income_loss
-    out_of_pocket = 0.0
+    medical = 0.0  # out-of-pocket, whole household
     if illness != 0:
-        out_of_pocket = math.exp(p.bill_log_median + p.bill_sd * z_bill) * (1.0 - p.reimbursement) / size
-    transfer = p.transfer if registered else 0.0
-    net = gross + transfer - out_of_pocket
-    hh.net_income[i, month % 12] = store_yuan(net)
+        medical = math.exp(p.bill_log_median + p.bill_sd * z_bill) * (1.0 - reimbursement)
+    hh.net_income[i, month % 12] = store_yuan(gross + transfer - medical / size)
+    medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + medical
+    hh.medical_12m[i] = medical_12m
 
-    # 3. true poverty
+    # d. true poverty; onsets are recorded once 12 months of history exist
     income = income_12m(hh, i)
     poor = income < line
+    if month <= p.record_start:
+        hh.poor_since[i] = NEVER  # poor (if at all) since before the record: onset unknown
+    elif poor and not (flags & FLAG_POOR):
+        hh.poor_since[i] = to_stored(month)
+        acc[M.NEWLY_POOR] += 1
+        if not registered and months_since(hh.exit_month[i], month) <= _MONTHS_TO_RETURN:
+            acc[M.RETURNS] += 1
+    flags = (flags | FLAG_POOR) if poor else (flags & ~FLAG_POOR)
 
-    # 4. policy: one-time registration
-    if month == p.registration_month:
-        a0, a1, _, _ = rng.draw4(k0, k1, rng.STREAM_ASSESSMENT, gid, month, 0)
-        registered = assessed_below(income, line, p.assessment_sd, a0, a1)
-
-    # write back
     hh.illness[i] = illness
     hh.unemployed[i] = unemployed
     hh.persistent[i] = persistent
-    flags = 0
-    if registered:
-        flags |= FLAG_REGISTERED
-    if poor:
-        flags |= FLAG_POOR
     hh.flags[i] = flags
 
-    # 5. metrics
+    # e. household-level channels
+    if not registered and hh.pending_route[i] == 0:
+        self_on = is_active(p.self_start, month)
+        hotline_on = is_active(p.hotline_start, month)
+        if self_on or hotline_on:
+            u_self, u_hotline, w0, w1 = rng.draw4(k0, k1, rng.STREAM_CHANNELS, gid, month, 0)
+        else:
+            u_self = u_hotline = w0 = w1 = 0.5
+        if self_on:
+            perceived_poor = assessed_below(income, line, p.self_sd, w0, w1)
+            if perceived_poor:
+                prob = p.self_apply
+                if illness != 0 or unemployed != 0:
+                    prob = min(1.0, prob * p.self_shock_multiplier)
+            else:
+                prob = p.self_nonpoor
+            if u_self < prob:
+                flag(hh, i, month, ROUTE_SELF, 0, p, acc)
+        if hh.pending_route[i] == 0 and is_active(p.data_start, month) and (flags & FLAG_COVERED):
+            household_income = income * size
+            medical_flag = medical_12m > p.data_medical_yuan or (
+                household_income > 0.0 and medical_12m > p.data_medical_share * household_income
+            )
+            if medical_flag or lost_job or income_drop(hh, i, month, p.data_income_drop):
+                flag(hh, i, month, ROUTE_DATA, p.data_lag, p, acc)
+        if (
+            hh.pending_route[i] == 0
+            and hotline_on
+            and poor
+            and months_since(hh.last_rejected[i], month) >= p.hotline_wait
+            and u_hotline < p.hotline_call
+        ):
+            flag(hh, i, month, ROUTE_HOTLINE, 0, p, acc)
+
+    # metrics of this phase
     acc[M.HOUSEHOLDS] += 1
     acc[M.PEOPLE] += size
     if poor:
@@ -236,10 +488,8 @@ def household_month(hh, i, gid, month, line, p, k0, k1, acc):
         acc[M.POOR_PEOPLE] += size
         acc[M.GAP_FX] += size * np.int64(round(gap * M.FX_SCALE))
         acc[M.SEVERITY_FX] += size * np.int64(round(gap * gap * M.FX_SCALE))
-    if registered:
-        acc[M.REGISTERED] += 1
-        if poor:
-            acc[M.POOR_REGISTERED] += 1
+    if supported:
+        acc[M.SUPPORTED] += 1
     if illness != 0:
         acc[M.ILL] += 1
     if unemployed != 0:
@@ -250,3 +500,258 @@ def household_month(hh, i, gid, month, line, p, k0, k1, acc):
         acc[M.JOB_LOSSES] += 1
     if transfer > 0.0:
         acc[M.TRANSFERS_FEN] += np.int64(round(transfer * size * 100.0))
+
+
+# --------------------------------------------------------------------------------------
+# Phase 2: village-level events (quota registration, cadre visits)
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _select_lowest(values, candidate, count, chosen):
+    """Indices of the ``count`` lowest ``values`` among ``candidate``s, lowest first, ties by index.
+
+    Writes them to ``chosen`` and returns how many were chosen.  Allocation-free
+    repeated selection: O(count x n), for the small counts of village rules.
+    """
+    n = values.shape[0]
+    taken = 0
+    while taken < count:
+        best = -1
+        for j in range(n):
+            if candidate[j] and (best < 0 or values[j] < values[best]):
+                best = j
+        if best < 0:
+            break
+        chosen[taken] = best
+        candidate[best] = False
+        taken += 1
+    return taken
+
+
+@nb.njit(cache=True)
+def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen):
+    """Phase 2 for the village of households ``first .. end-1``.
+
+    ``quota`` is the village's registration quota (used in the quota
+    registration month); ``values``, ``candidate`` and ``chosen`` are scratch
+    arrays at least as long as the village.
+    """
+    n = end - first
+    # a. one-time registration by quota: the community ranks households by perceived income
+    if month == p.registration_month and p.registration_method == METHOD_QUOTA:
+        for j in range(n):
+            i = first + j
+            income = income_12m(hh, i)
+            u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_ASSESSMENT, first_id + i, month, 0)
+            z, _ = rng.box_muller(u0, u1)
+            values[j] = income * math.exp(p.registration_sd * z) if income > 0.0 else income
+            candidate[j] = True
+        acc[M.ASSESSED_REGISTRATION] += n
+        chosen_n = _select_lowest(values[:n], candidate[:n], min(quota, n), chosen)
+        for c in range(chosen_n):
+            register(hh, first + chosen[c], month, ROUTE_REGISTRATION, acc)
+
+    # b. cadre visits, worst-off first as perceived; connected households look poorer
+    if is_active(p.cadre_start, month):
+        log_line = math.log(line)
+        for j in range(n):
+            i = first + j
+            eligible = (
+                (hh.flags[i] & FLAG_REGISTERED) == 0
+                and hh.pending_route[i] == 0
+                and months_since(hh.last_visit[i], month) >= p.cadre_revisit
+            )
+            candidate[j] = eligible
+            if eligible:
+                income = income_12m(hh, i)
+                u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_CADRE, first_id + i, month, 0)
+                z, _ = rng.box_muller(u0, u1)
+                perceived = math.log(max(income, 1.0)) + p.cadre_sd * z
+                if hh.flags[i] & FLAG_CONNECTED:
+                    perceived -= p.cadre_favouritism
+                values[j] = perceived
+        visited = _select_lowest(values[:n], candidate[:n], p.cadre_visits, chosen)
+        for c in range(visited):
+            j = chosen[c]
+            i = first + j
+            hh.last_visit[i] = to_stored(month)
+            acc[M.CADRE_VISITS] += 1
+            if values[j] < log_line:
+                flag(hh, i, month, ROUTE_CADRE, 0, p, acc)
+
+
+# --------------------------------------------------------------------------------------
+# Phase 3: one household's verification, registration events and end-of-month metrics
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
+    """Phase 3 for household ``i``; ``village_lookback`` is its village's look-back month."""
+    flags = hh.flags[i]
+    poor = (flags & FLAG_POOR) != 0
+    registered = (flags & FLAG_REGISTERED) != 0
+
+    # a. verification of a due flag
+    route = hh.pending_route[i]
+    if route != 0 and months_since(hh.pending_month[i], month) >= 0:
+        acc[M.VERIFIED + route] += 1
+        if poor:
+            acc[M.VERIFIED_POOR + route] += 1
+        hh.pending_route[i] = 0
+        hh.pending_month[i] = NEVER
+        if not registered:
+            u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_VERIFY, gid, month, 0)
+            if assessed_below(income_12m(hh, i), line * p.verify_multiple, p.verify_sd, u0, u1):
+                register(hh, i, month, route, acc)
+                registered = True
+            else:
+                hh.last_rejected[i] = to_stored(month)
+
+    # b. one-time registration by threshold
+    if month == p.registration_month and p.registration_method == METHOD_THRESHOLD:
+        acc[M.ASSESSED_REGISTRATION] += 1
+        u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_ASSESSMENT, gid, month, 0)
+        if not registered and assessed_below(income_12m(hh, i), line, p.registration_sd, u0, u1):
+            register(hh, i, month, ROUTE_REGISTRATION, acc)
+            registered = True
+
+    # c. look-back: wrongly registered households removed, missed poor added
+    if month == village_lookback:
+        acc[M.ASSESSED_LOOKBACK] += 1
+        u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, gid, month, 0)
+        eligible = assessed_below(income_12m(hh, i), line, p.lookback_sd, u0, u1)
+        if eligible and not registered:
+            register(hh, i, month, ROUTE_LOOKBACK, acc)
+            registered = True
+        elif registered and not eligible:
+            hh.flags[i] &= ~FLAG_REGISTERED
+            hh.route[i] = 0
+            registered = False
+            acc[M.REMOVED_LOOKBACK] += 1
+            if poor:
+                acc[M.WRONG_REMOVED_LOOKBACK] += 1
+
+    # d. annual review: exits (with transition support) and entries
+    if p.review_first != NO_MONTH and month >= p.review_first and (month - p.review_first) % 12 == 0:
+        u0, u1, u_cover, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, gid, month, 1)
+        if registered:
+            acc[M.ASSESSED_REVIEW] += 1
+            if not assessed_below(income_12m(hh, i), line * p.review_exit_multiple, p.review_sd, u0, u1):
+                hh.flags[i] &= ~FLAG_REGISTERED
+                hh.route[i] = 0
+                hh.support_left[i] = min(p.transition_months, 255)
+                hh.exit_month[i] = to_stored(month)
+                registered = False
+                acc[M.EXITED] += 1
+                if poor:
+                    acc[M.WRONG_EXIT] += 1
+        elif u_cover < p.review_entry_coverage:
+            acc[M.ASSESSED_REVIEW] += 1
+            if assessed_below(income_12m(hh, i), line, p.review_sd, u0, u1):
+                register(hh, i, month, ROUTE_REVIEW, acc)
+                registered = True
+
+    # e. end-of-month register metrics
+    if registered:
+        acc[M.REGISTERED] += 1
+        if poor:
+            acc[M.POOR_REGISTERED] += 1
+
+
+# --------------------------------------------------------------------------------------
+# One village, one month: the order of events
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen):
+    """Advance the village of households ``first .. end-1`` through ``month`` (see the module docstring)."""
+    for i in range(first, end):
+        household_update(hh, i, first_id + i, month, line, p, k0, k1, acc)
+    village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen)
+    if p.lookback_start != NO_MONTH and p.lookback_start <= month <= p.lookback_end:
+        village_lookback = lookback_month(p, k0, k1, first_id + first)
+    else:
+        village_lookback = NO_MONTH
+    for i in range(first, end):
+        household_events(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback)
+
+
+# --------------------------------------------------------------------------------------
+# Quotas for the one-time registration
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _largest_remainder(total, weights, out):
+    """Share the integer ``total`` in proportion to ``weights`` (largest-remainder method, ties by index)."""
+    n = weights.shape[0]
+    w_sum = 0.0
+    for j in range(n):
+        w_sum += weights[j]
+    if n == 0:
+        return
+    if w_sum <= 0.0 or total <= 0:
+        for j in range(n):
+            out[j] = 0
+        return
+    frac = np.empty(n, np.float64)
+    given = 0
+    for j in range(n):
+        share = total * weights[j] / w_sum
+        base = math.floor(share)
+        out[j] = np.int64(base)
+        frac[j] = share - base
+        given += out[j]
+    order = np.argsort(-frac, kind="mergesort")
+    for r in range(total - given):
+        out[order[r % n]] += 1
+
+
+@nb.njit(cache=True)
+def registration_quotas(flags, village_start, village_county, n_counties, first_id, p, scale, county_sd, village_sd, k0, k1):
+    """Village quotas for the one-time registration.
+
+    From the survey (last month's true poverty, ``FLAG_POOR``), each county's
+    number of poor households is estimated with log-normal error; the national
+    quota (``scale`` x the estimated total) is shared among counties in
+    proportion to their estimates, and each county's among its villages in
+    proportion to noisy village estimates.  A village's quota is capped at its size.
+    """
+    n_villages = village_county.shape[0]
+    poor_v = np.zeros(n_villages, np.float64)
+    for v in range(n_villages):
+        count = 0
+        for i in range(village_start[v], village_start[v + 1]):
+            if flags[i] & FLAG_POOR:
+                count += 1
+        poor_v[v] = count
+    estimate_c = np.zeros(n_counties, np.float64)
+    for v in range(n_villages):
+        estimate_c[village_county[v]] += poor_v[v]
+    for c in range(n_counties):
+        u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_QUOTA, c, 0, 0)
+        z, _ = rng.box_muller(u0, u1)
+        estimate_c[c] *= math.exp(county_sd * z)
+    national = np.int64(round(scale * estimate_c.sum()))
+    county_quota = np.zeros(n_counties, np.int64)
+    _largest_remainder(national, estimate_c, county_quota)
+    quota = np.zeros(n_villages, np.int64)
+    v = 0
+    while v < n_villages:  # villages of a county are contiguous
+        c = village_county[v]
+        v_end = v
+        while v_end < n_villages and village_county[v_end] == c:
+            v_end += 1
+        weights = np.empty(v_end - v, np.float64)
+        for j in range(v, v_end):
+            u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_QUOTA, first_id + village_start[j], 0, 1)
+            z, _ = rng.box_muller(u0, u1)
+            weights[j - v] = poor_v[j] * math.exp(village_sd * z)
+        _largest_remainder(county_quota[c], weights, quota[v:v_end])
+        for j in range(v, v_end):
+            quota[j] = min(quota[j], village_start[j + 1] - village_start[j])
+        v = v_end
+    return quota

@@ -4,6 +4,10 @@ This module owns time.  A month is an integer index ``year * 12 + (month - 1)``
 (so ``2014-10`` is ``24177``); draws are keyed by this calendar index, so a
 household's shocks in a given month do not depend on how long the burn-in is.
 
+Policy events (the one-time registration, the look-back window, each annual
+review) and the months from which each discovery channel runs are listed here,
+so results can be labelled by event.
+
 A run simulates ``burn_in_years`` before ``simulation.start`` without policy and
 without reporting, so the income distribution and the illness and job states
 reach their steady state and every household has 12 months of income history.
@@ -26,7 +30,8 @@ class Timeline:
     start: int  #: first reported month
     end: int  #: last reported month
     lines: np.ndarray  #: poverty line (yuan per person per year) of each simulated month
-    events: tuple[tuple[int, str], ...]  #: (month, name) of each one-time policy event
+    events: tuple[tuple[str, int, int], ...]  #: (name, first month, last month) of each policy event
+    channels: dict  #: channel name -> first month it runs (absent if disabled)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Timeline":
@@ -39,10 +44,28 @@ class Timeline:
         lines = np.array(
             [table[min(max(m // 12, first_year), last_year)] for m in range(first, end + 1)], dtype=np.float64
         )
+        pol = cfg.policy
         events = []
-        if cfg.policy.registration.enabled:
-            events.append((parse_month(cfg.policy.registration.month), "registration"))
-        return cls(first, start, end, lines, tuple(sorted(events)))
+        if pol.registration.enabled:
+            m = parse_month(pol.registration.month)
+            events.append(("registration", m, m))
+        if pol.lookback.enabled:
+            events.append(("lookback", parse_month(pol.lookback.start), parse_month(pol.lookback.end)))
+        if pol.review.enabled:
+            for m in range(parse_month(pol.review.first), end + 1, 12):
+                events.append((f"review {format_month(m)}", m, m))
+        events.sort(key=lambda e: (e[1], e[0]))
+        channels = {
+            name: parse_month(ch.start)
+            for name, ch in (
+                ("self", pol.channels.self),
+                ("cadre", pol.channels.cadre),
+                ("data", pol.channels.data),
+                ("hotline", pol.channels.hotline),
+            )
+            if ch.enabled
+        }
+        return cls(first, start, end, lines, tuple(events), channels)
 
     @property
     def months(self) -> range:

@@ -1,22 +1,22 @@
 """Shared fixtures: the few runs that several tests inspect.
 
-Runs are kept small (2,000-30,000 households) and short (2013-2015 with one
-burn-in year) so the whole suite runs in well under a few minutes; the first
-run in a fresh checkout also pays Numba's compilation (~20 s, cached after).
+Runs are kept small (2,000-30,000 households) and short (one burn-in year; the
+0.1 tests report 2013-2015 only) so the whole suite runs in a few minutes; the
+first run in a fresh checkout also pays Numba's compilation (~20 s, cached after).
 """
 
 from __future__ import annotations
 
 import pytest
-from helpers import cfg
+from helpers import cfg, full_cfg
 
 import povsim
 
 
 @pytest.fixture(scope="session")
 def default_run():
-    """A finished :class:`povsim.Simulation` of the default model (20,000 households, 2013-2015,
-    registration in 2014-10) and its :class:`povsim.Result`."""
+    """A finished :class:`povsim.Simulation` of the one-time (0.1) model (20,000 households,
+    2013-2015, threshold registration in 2014-10) and its :class:`povsim.Result`."""
     sim = povsim.Simulation(cfg(20_000))
     result = sim.run()
     return sim, result
@@ -29,5 +29,19 @@ def default_result(default_run):
 
 @pytest.fixture(scope="session")
 def small_result():
-    """Default model, 2,000 households, 2013-2015: for file round trips and plots."""
+    """One-time model, 2,000 households, 2013-2015: for file round trips and plots."""
     return povsim.run(cfg(2_000, {"seed": 11}))
+
+
+@pytest.fixture(scope="session")
+def full_run():
+    """A finished :class:`povsim.Simulation` of the default model (every rule and channel,
+    20,000 households, 2013-2020, one burn-in year) and its :class:`povsim.Result`."""
+    sim = povsim.Simulation(full_cfg(20_000))
+    result = sim.run()
+    return sim, result
+
+
+@pytest.fixture(scope="session")
+def full_result(full_run):
+    return full_run[1]

@@ -15,6 +15,42 @@ QUICKSTART = REPO / "experiments" / "quickstart.toml"
 #: a short period: 2013-2015 reported, one burn-in year (48 simulated months)
 SHORT = {"simulation.start": "2013-01", "simulation.end": "2015-12", "simulation.burn_in_years": 1}
 
+#: the povsim 0.1 model: one-time registration by threshold in 2014-10, no look-back, no reviews,
+#: no discovery channels, and support that is the cash transfer only (no development support,
+#: no higher reimbursement, no faster re-employment)
+ONETIME = {
+    "policy.registration.method": "threshold",
+    "policy.lookback.enabled": False,
+    "policy.review.enabled": False,
+    "policy.channels.self.enabled": False,
+    "policy.channels.cadre.enabled": False,
+    "policy.channels.data.enabled": False,
+    "policy.channels.hotline.enabled": False,
+    "policy.support.development_rate": 0.0,
+    "policy.support.reimbursement": 0.5,  # = illness.reimbursement: no extra medical cover
+    "policy.support.reemployment_multiplier": 1.0,
+}
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def set_args(overrides: dict) -> list[str]:
+    """Dotted-key overrides as ``--set key=value`` command-line arguments (values written as TOML)."""
+    out: list[str] = []
+    for key, value in overrides.items():
+        out += ["--set", f"{key}={_toml_value(value)}"]
+    return out
+
+
+#: :data:`ONETIME` as ``--set`` arguments for the command line
+ONETIME_SET = set_args(ONETIME)
+
 #: every shock and every source of income change switched off, one poverty line for every year
 NO_SHOCKS = {
     "illness.onset_probability": 0.0,
@@ -23,13 +59,34 @@ NO_SHOCKS = {
     "income.transitory_sd": 0.0,
     "income.trend": 0.0,
     "policy.support.transfer": 0.0,
+    "policy.support.development_rate": 0.0,
     **{f"poverty.lines.{year}": 2800.0 for year in range(2013, 2021)},
+}
+
+#: every identification rule and channel switched off (each test switches on what it studies)
+NO_RULES = {
+    "policy.registration.enabled": False,
+    "policy.lookback.enabled": False,
+    "policy.review.enabled": False,
+    "policy.channels.self.enabled": False,
+    "policy.channels.cadre.enabled": False,
+    "policy.channels.data.enabled": False,
+    "policy.channels.hotline.enabled": False,
 }
 
 
 def cfg(households: int = 20_000, overrides: dict | None = None):
-    """The default config over the short period, with ``households`` and dotted-key overrides."""
-    return povsim.load_config(overrides={**SHORT, "population.households": households, **(overrides or {})})
+    """The 0.1 (one-time registration) model over the short period, with ``households`` and overrides."""
+    return povsim.load_config(
+        overrides={**SHORT, **ONETIME, "population.households": households, **(overrides or {})}
+    )
+
+
+def full_cfg(households: int = 20_000, overrides: dict | None = None):
+    """The default model (every rule and channel), 2013-2020 with one burn-in year."""
+    return povsim.load_config(
+        overrides={"simulation.burn_in_years": 1, "population.households": households, **(overrides or {})}
+    )
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):

@@ -2,10 +2,14 @@
 
     python tests/regenerate_baseline.py
 
-``tests/test_baseline.py`` requires a fresh run of a small fixed config
-(2,000 households, seed 7, the default model with one burn-in year,
-2013-2020) to reproduce ``tests/baseline/metrics.csv`` exactly.  That test
-failing means the model's output changed.
+``tests/test_baseline.py`` requires a fresh run of a small fixed config to
+reproduce ``tests/baseline/metrics.csv``, ``events.csv`` and ``delays.csv``
+exactly.  The config is the **default model** — China's rules 2014-2020: quota
+registration in 2014-10, the look-back 2015-08 to 2016-06, annual reviews from
+2017-10, the self-declaration, cadre and hotline channels from 2017-01 and the
+sector-data channel from 2018-01 — with 2,000 households, seed 7, one burn-in
+year and the full default period 2013-2020.  That test failing means the
+model's output changed.
 
 Regenerate the baseline **only** when the change is intended: a change to the
 model's rules, a parameter's default, the population builder, the metrics, or a
@@ -15,9 +19,14 @@ you do not understand go away: an unexplained change (a different result for
 the same seed, a dependency upgrade that moves floats, a thread-count
 dependence) is a bug to find, not a baseline to refresh.
 
-The CSV is written with full float precision (``%.17g``), so every float64
+History: first generated for povsim 0.1 (one-time threshold registration only);
+regenerated when the model gained the identification rules (quota registration,
+look-back, annual reviews, discovery channels, verification, support, cost) and
+they became the defaults.
+
+The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved
-config that produced it.
+config that produced them.
 """
 
 from __future__ import annotations
@@ -30,8 +39,11 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 BASELINE_DIR = HERE / "baseline"
 METRICS_CSV = BASELINE_DIR / "metrics.csv"
+EVENTS_CSV = BASELINE_DIR / "events.csv"
+DELAYS_CSV = BASELINE_DIR / "delays.csv"
 CONFIG_JSON = BASELINE_DIR / "config.json"
 
+#: the default model (every rule and channel, 2013-2020), small and with a short burn-in
 OVERRIDES = {"seed": 7, "population.households": 2000, "simulation.burn_in_years": 1}
 
 
@@ -42,11 +54,16 @@ def baseline_config():
     return povsim.load_config(overrides=OVERRIDES)
 
 
-def run_baseline() -> pd.DataFrame:
-    """A fresh run of the baseline config: its metrics table."""
+def run_baseline_result():
+    """A fresh run of the baseline config: its :class:`povsim.Result`."""
     import povsim
 
-    return povsim.run(baseline_config()).metrics
+    return povsim.run(baseline_config())
+
+
+def run_baseline() -> pd.DataFrame:
+    """A fresh run of the baseline config: its metrics table."""
+    return run_baseline_result().metrics
 
 
 def write_metrics_csv(metrics: pd.DataFrame, path: Path) -> None:
@@ -59,12 +76,32 @@ def read_metrics_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, parse_dates=["month"])
 
 
+def write_events_csv(events: pd.DataFrame, path: Path) -> None:
+    """The event table (integers and month labels) as CSV."""
+    events.to_csv(path, index=False)
+
+
+def read_events_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"start": str, "end": str})
+
+
+def write_delays_csv(delays: pd.DataFrame, path: Path) -> None:
+    """The detection-delay histogram (routes x months) as CSV, the route as the first column."""
+    delays.to_csv(path)
+
+
+def read_delays_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, index_col="route")
+
+
 def main() -> None:
     BASELINE_DIR.mkdir(exist_ok=True)
-    metrics = run_baseline()
-    write_metrics_csv(metrics, METRICS_CSV)
+    result = run_baseline_result()
+    write_metrics_csv(result.metrics, METRICS_CSV)
+    write_events_csv(result.events, EVENTS_CSV)
+    write_delays_csv(result.delays, DELAYS_CSV)
     CONFIG_JSON.write_text(json.dumps(baseline_config().to_dict(), indent=2) + "\n")
-    print(f"wrote {METRICS_CSV} ({len(metrics)} months) and {CONFIG_JSON}")
+    print(f"wrote {METRICS_CSV} ({len(result.metrics)} months), {EVENTS_CSV}, {DELAYS_CSV} and {CONFIG_JSON}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import povsim
 from povsim import metrics as M
 
 _spec = importlib.util.spec_from_file_location(
@@ -22,8 +23,13 @@ HINT = "the model's output changed; if on purpose, run `python tests/regenerate_
 
 
 @pytest.fixture(scope="module")
-def fresh():
-    return baseline.run_baseline()
+def fresh_result():
+    return baseline.run_baseline_result()
+
+
+@pytest.fixture(scope="module")
+def fresh(fresh_result):
+    return fresh_result.metrics
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +51,10 @@ def test_baseline_file_is_complete(saved):
     assert saved["month"].iloc[0] == pd.Timestamp("2013-01-01")
     assert saved["month"].iloc[-1] == pd.Timestamp("2020-12-01")
     assert (saved["households"] == 2000).all()
+    # the default model: every rule and channel but the (rare, at this size) hotline acted in the baseline run
+    acted = [c for c in M.COLUMNS if c.startswith(("entered_", "flags_")) and not c.endswith("hotline")]
+    for col in acted + ["exited", "removed_lookback", "cadre_visits", "assessed_review"]:
+        assert saved[col].sum() > 0, col
 
 
 def test_baseline_config_unchanged():
@@ -76,3 +86,31 @@ def test_float_columns_exact(fresh, fresh_csv, saved):
 def test_whole_table_equal_through_the_same_csv_path(fresh_csv, saved):
     pd.testing.assert_frame_equal(baseline.read_metrics_csv(fresh_csv), saved, check_exact=True)
     assert fresh_csv.read_bytes() == baseline.METRICS_CSV.read_bytes(), HINT
+
+
+def test_baseline_config_is_the_default_model():
+    recorded = json.loads(baseline.CONFIG_JSON.read_text())
+    default = povsim.Config().to_dict()
+    for key in ("policy", "illness", "job_loss", "income", "poverty"):
+        assert recorded[key] == json.loads(json.dumps(default[key])), key
+    assert recorded["simulation"] == {**default["simulation"], "burn_in_years": 1}
+    assert (recorded["seed"], recorded["population"]["households"]) == (7, 2000)
+
+
+def test_events_exact(fresh_result, tmp_path):
+    path = tmp_path / "events.csv"
+    baseline.write_events_csv(fresh_result.events, path)
+    assert path.read_bytes() == baseline.EVENTS_CSV.read_bytes(), HINT
+    saved = baseline.read_events_csv(baseline.EVENTS_CSV)
+    pd.testing.assert_frame_equal(fresh_result.events, saved, check_exact=True, check_dtype=False)
+    assert list(saved["event"]) == [
+        "registration", "lookback", "review 2017-10", "review 2018-10", "review 2019-10", "review 2020-10",
+    ]
+
+
+def test_delays_exact(fresh_result, tmp_path):
+    path = tmp_path / "delays.csv"
+    baseline.write_delays_csv(fresh_result.delays, path)
+    assert path.read_bytes() == baseline.DELAYS_CSV.read_bytes(), HINT
+    saved = baseline.read_delays_csv(baseline.DELAYS_CSV)
+    pd.testing.assert_frame_equal(fresh_result.delays, saved, check_exact=True, check_dtype=False)

@@ -9,7 +9,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from helpers import QUICKSTART, run_cli
+from helpers import ONETIME, ONETIME_SET, QUICKSTART, run_cli
 
 import povsim
 from povsim.config import load_config
@@ -32,8 +32,33 @@ BAD_INPUTS = {
     "set-without-equals": ([Q, "--set", "illness.onset_probability"], ["illness.onset_probability", "key.path=value"]),
     "negative-seed": ([Q, "--seed", "-1"], ["seed", "-1", "greater than or equal to 0"]),
     "registration-outside-period": (
+        [Q, *ONETIME_SET, "--set", 'simulation.end="2014-06"'],
+        ["policy.registration.month", "2014-10", "2013-01 to 2014-06"],
+    ),
+    "default-rules-outside-period": (
         [Q, "--set", 'simulation.end="2014-06"'],
-        ["policy.registration.month", "2014-10", "2014-06"],
+        ["policy.registration.month", "policy.lookback.start", "policy.review.first", "policy.channels.data.start",
+         "2013-01 to 2014-06"],
+    ),
+    "channel-start-outside-period": (
+        [Q, "--set", 'policy.channels.cadre.start="2021-01"'],
+        ["policy.channels.cadre.start", "'2021-01'", "outside the simulated period", "2013-01 to 2020-12"],
+    ),
+    "lookback-end-before-start": (
+        [Q, "--set", 'policy.lookback.end="2015-07"'],
+        ["policy.lookback.end", "'2015-07'", "policy.lookback.start", "'2015-08'"],
+    ),
+    "negative-lag": (
+        [Q, "--set", "policy.channels.data.lag=-1"],
+        ["policy.channels.data.lag", "-1", "greater than or equal to 0"],
+    ),
+    "probability-above-1": (
+        [Q, "--set", "policy.channels.self.apply_probability=1.5"],
+        ["policy.channels.self.apply_probability", "1.5", "less than or equal to 1"],
+    ),
+    "unknown-method": (
+        [Q, "--set", 'policy.registration.method="lottery"'],
+        ["policy.registration.method", "'lottery'", "'quota' or 'threshold'"],
     ),
 }
 
@@ -75,16 +100,27 @@ def good_run(tmp_path_factory):
         "--threads", "1",
         "--set", "simulation.burn_in_years=1",
         "--set", 'simulation.end="2015-12"',
+        *ONETIME_SET,
         "--out", str(out),
         cwd=tmp,
     )
     return proc, out, tmp
 
 
+def test_onetime_set_arguments_mean_the_onetime_overrides():
+    from povsim.config import parse_override
+
+    pairs = [parse_override(ONETIME_SET[k + 1]) for k in range(0, len(ONETIME_SET), 2)]
+    assert ONETIME_SET[::2] == ["--set"] * len(ONETIME)
+    assert dict(pairs) == ONETIME
+
+
 def test_good_run_exits_0(good_run):
     proc, out, tmp = good_run
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.listdir(out)) == ["config.json", "errors.png", "manifest.json", "metrics.parquet"]
+    assert sorted(os.listdir(out)) == [
+        "config.json", "delays.parquet", "errors.png", "events.parquet", "manifest.json", "metrics.parquet",
+    ]
     assert sorted(os.listdir(tmp)) == ["out"]
 
 
@@ -95,13 +131,15 @@ def test_good_run_writes_resolved_config(good_run):
         QUICKSTART,
         overrides={
             "population.households": 2000, "seed": 11, "simulation.threads": 1,
-            "simulation.burn_in_years": 1, "simulation.end": "2015-12",
+            "simulation.burn_in_years": 1, "simulation.end": "2015-12", **ONETIME,
         },
     ).to_dict()
     assert config == expected  # every default filled in
     assert config["population"]["households"] == 2000
     assert config["illness"]["onset_probability"] == 0.012
     assert config["name"] == "quickstart"
+    assert config["policy"]["registration"]["method"] == "threshold"
+    assert config["policy"]["lookback"]["enabled"] is False
 
 
 def test_good_run_writes_manifest(good_run):
@@ -131,14 +169,28 @@ def test_good_run_matches_the_library(good_run):
     saved = povsim.load_result(out)
     again = povsim.run(saved.config)
     pd.testing.assert_frame_equal(saved.metrics, again.metrics, check_exact=True)
+    pd.testing.assert_frame_equal(saved.events, again.events, check_exact=True)
+    pd.testing.assert_frame_equal(saved.delays, again.delays, check_exact=True)
 
 
 def test_good_run_prints_the_yearly_table(good_run):
     proc, out, _ = good_run
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if "headcount %" in line)
-    for col in ("poor", "registered", "exclusion %", "inclusion %", "missed %", "transfers (yuan)"):
-        assert col in header
+    # povsim.cli.format_summary: the columns of Result.summary(), rates in percent, cost in million yuan
+    assert header.split() == [
+        "households", "poor", "headcount", "%", "registered", "exclusion", "%", "inclusion", "%", "missed", "%",
+        "entered", "newly_poor", "exited", "wrong_exit", "return_to_poverty", "cost", "(M", "yuan)",
+    ]
+    saved = povsim.load_result(out)
+    summary = saved.summary()
+    for year, row in summary.iterrows():
+        line = next(line for line in lines if line.startswith(str(year)))
+        cells = line.split()
+        assert cells[1:3] == [str(int(row["households"])), str(int(row["poor"]))]
+        assert cells[3] == f"{100 * row['headcount_rate']:.1f}"
+        assert cells[4] == str(int(row["registered"]))
+        assert cells[-1] == f"{row['cost_total'] / 1e6:,.2f}"
     for year in ("2013", "2014", "2015"):
         assert any(line.startswith(year) for line in lines), year
     assert "2,000 households" in proc.stdout
@@ -151,7 +203,7 @@ def test_quiet_prints_nothing(tmp_path):
     proc = run_cli(
         "run", str(QUICKSTART), "--households", "2000", "--quiet",
         "--set", "simulation.burn_in_years=1", "--set", "simulation.start=2015-01", "--set", "simulation.end=2015-12",
-        "--set", "policy.registration.month=2015-06",
+        "--set", "policy.registration.month=2015-06", *ONETIME_SET,
         "--out", str(out),
     )
     assert proc.returncode == 0, proc.stderr

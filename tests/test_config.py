@@ -361,3 +361,133 @@ def test_parameter_table_covers_every_config_key():
     assert rows["illness.onset_probability"]["default"] == 0.012
     assert rows["illness.onset_probability"]["allowed"] == ">= 0.0, <= 1.0"
     assert rows["poverty.lines"]["default"] == Config().poverty.lines
+
+
+# --- the identification rules ---------------------------------------------------------------------
+
+RULE_MONTHS = [
+    ("policy.registration.month", "policy.registration.enabled"),
+    ("policy.lookback.start", "policy.lookback.enabled"),
+    ("policy.lookback.end", "policy.lookback.enabled"),
+    ("policy.review.first", "policy.review.enabled"),
+    ("policy.channels.self.start", "policy.channels.self.enabled"),
+    ("policy.channels.cadre.start", "policy.channels.cadre.enabled"),
+    ("policy.channels.data.start", "policy.channels.data.enabled"),
+    ("policy.channels.hotline.start", "policy.channels.hotline.enabled"),
+]
+
+
+def test_default_rules_mirror_china_2014_2020():
+    pol = load_config().policy
+    assert (pol.registration.enabled, pol.registration.method, pol.registration.month) == (True, "quota", "2014-10")
+    assert (pol.lookback.enabled, pol.lookback.start, pol.lookback.end) == (True, "2015-08", "2016-06")
+    assert (pol.review.enabled, pol.review.first) == (True, "2017-10")
+    for name in ("self", "cadre", "hotline"):
+        channel = getattr(pol.channels, name)
+        assert (channel.enabled, channel.start) == (True, "2017-01"), name
+    assert (pol.channels.data.enabled, pol.channels.data.start) == (True, "2018-01")
+
+
+@pytest.mark.parametrize("key, enabled", RULE_MONTHS, ids=[k for k, _ in RULE_MONTHS])
+@pytest.mark.parametrize("month", ["2012-12", "2021-01"])
+def test_rule_month_outside_simulated_period(key, enabled, month):
+    # keep the look-back window ordered, so that only the period check can object
+    extra = {}
+    if key == "policy.lookback.start" and month == "2021-01":
+        extra = {"policy.lookback.end": "2021-02", "poverty.lines.2021": 4000}
+    if key == "policy.lookback.end" and month == "2012-12":
+        extra = {"policy.lookback.start": "2012-11"}
+    msg = _error({key: month, **extra})
+    assert f"{key} = {month!r} is outside the simulated period" in msg
+    assert "2013-01 to 2020-12" in msg
+    assert "disable" in msg
+
+
+@pytest.mark.parametrize("key, enabled", RULE_MONTHS, ids=[k for k, _ in RULE_MONTHS])
+def test_rule_month_outside_period_allowed_when_the_rule_is_disabled(key, enabled):
+    cfg = load_config(overrides={key: "2021-01", enabled: False})
+    assert _get(cfg, key) == "2021-01"
+
+
+def _get(cfg, dotted):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def test_lookback_end_before_start():
+    msg = _error({"policy.lookback.start": "2016-01", "policy.lookback.end": "2015-12"})
+    assert "policy.lookback.end = '2015-12' is before policy.lookback.start = '2016-01'" in msg
+
+
+def test_a_short_period_refuses_every_default_rule_at_once():
+    msg = _error({"simulation.end": "2015-12"})
+    for key, _ in RULE_MONTHS[2:]:  # the registration and the look-back start fall inside
+        assert key in msg, key
+    assert "policy.registration.month" not in msg and "policy.lookback.start" not in msg
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("policy.channels.data.lag", -1, "greater than or equal to 0"),
+        ("policy.verification.delay", -1, "greater than or equal to 0"),
+        ("policy.channels.self.apply_probability", 1.5, "less than or equal to 1"),
+        ("policy.channels.hotline.call_probability", 1.01, "less than or equal to 1"),
+        ("policy.channels.cadre.connected_share", -0.1, "greater than or equal to 0"),
+        ("policy.channels.data.coverage_formal", 2.0, "less than or equal to 1"),
+        ("policy.channels.data.income_drop_threshold", 1.5, "less than or equal to 1"),
+        ("policy.review.entry_coverage", 1.2, "less than or equal to 1"),
+        ("policy.review.exit_multiple", 0.0, "greater than 0"),
+        ("policy.support.transition_months", 256, "less than or equal to 255"),
+        ("policy.support.reemployment_multiplier", 0.5, "greater than or equal to 1"),
+        ("policy.registration.quota_scale", -1.0, "greater than or equal to 0"),
+        ("policy.cost.verification", -5.0, "greater than or equal to 0"),
+        ("policy.channels.cadre.revisit_months", 0, "greater than or equal to 1"),
+    ],
+)
+def test_rule_parameter_out_of_range(key, value, allowed):
+    msg = _error({key: value})
+    assert f"{key} = {value!r}" in msg
+    assert allowed in msg
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("policy.channels.data.lag", 1.5, "integer"),
+        ("policy.verification.delay", "1", "integer"),
+        ("policy.channels.self.enabled", "yes", "bool"),
+        ("policy.channels.cadre.visits_per_village", 2.0, "integer"),
+        ("policy.support.transfer", "40", "number"),
+    ],
+)
+def test_rule_parameter_wrong_type(key, value, allowed):
+    msg = _error({key: value})
+    assert f"{key} = {value!r}" in msg
+    assert allowed in msg.lower()
+
+
+@pytest.mark.parametrize("method", ["lottery", "Quota", ""])
+def test_unknown_registration_method(method):
+    msg = _error({"policy.registration.method": method})
+    assert f"policy.registration.method = {method!r}" in msg
+    assert "'quota' or 'threshold'" in msg
+
+
+def test_unknown_rule_key_lists_the_keys_of_its_section():
+    msg = _error({"policy.channels.hotline.call_prob": 0.1})
+    assert "policy.channels.hotline.call_prob" in msg
+    for key in ("call_probability", "rejected_wait", "start", "enabled"):
+        assert key in msg
+
+
+def test_unknown_rule_key_in_file(tmp_path):
+    msg = _error(path=_write(tmp_path, "[policy.channels.data]\nlags = 3\n"))
+    assert "policy.channels.data.lags" in msg and "lag" in msg and "coverage_formal" in msg
+
+
+def test_rule_error_in_file_names_the_key(tmp_path):
+    msg = _error(path=_write(tmp_path, '[policy.channels.self]\napply_probability = 1.5\nstart = "2022-01"\n'))
+    assert "policy.channels.self.apply_probability" in msg and "1.5" in msg

@@ -8,57 +8,88 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
-from helpers import cfg
+from helpers import ONETIME, SHORT, cfg, full_cfg
 
 import povsim
 from povsim import metrics as M
 
+#: the thread check: the full default model (every rule and channel, 2013-2020) and a short one-time run
+THREAD_CASES = {
+    "full": {"population.households": 30000, "seed": 99, "simulation.burn_in_years": 1},
+    "onetime": {"population.households": 30000, "seed": 99, **SHORT, **ONETIME},
+}
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
+    from pathlib import Path
     import povsim
-    cfg = povsim.load_config(overrides={
-        "population.households": 30000, "seed": 99,
-        "simulation.start": "2013-01", "simulation.end": "2015-12", "simulation.burn_in_years": 1,
-    })
-    result = povsim.run(cfg)
-    result.metrics.to_parquet(sys.argv[1], index=False)
-    print(json.dumps({"threads": result.manifest["threads"]}))
+    out = Path(sys.argv[1])
+    threads = {}
+    for name, overrides in json.loads(sys.argv[2]).items():
+        result = povsim.run(povsim.load_config(overrides=overrides))
+        result.metrics.to_parquet(out / f"{name}_metrics.parquet", index=False)
+        result.events.to_parquet(out / f"{name}_events.parquet", index=False)
+        result.delays.to_parquet(out / f"{name}_delays.parquet")
+        threads[name] = result.manifest["threads"]
+    print(json.dumps(threads))
     """
 )
 
 
 def _run_in_subprocess(tmp_path, threads: int):
-    out = tmp_path / f"metrics_{threads}.parquet"
+    out = tmp_path / f"threads_{threads}"
+    out.mkdir()
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT, str(out), json.dumps(THREAD_CASES)],
+        env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    reported = json.loads(proc.stdout.strip().splitlines()[-1])["threads"]
-    return pd.read_parquet(out), reported
+    reported = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out, reported
 
 
 def test_bit_identical_for_one_and_two_threads(tmp_path):
-    m1, threads1 = _run_in_subprocess(tmp_path, 1)
-    m2, threads2 = _run_in_subprocess(tmp_path, 2)
-    assert (threads1, threads2) == (1, 2)  # the runs really used different thread counts
-    pd.testing.assert_frame_equal(m1, m2, check_exact=True)
+    out1, threads1 = _run_in_subprocess(tmp_path, 1)
+    out2, threads2 = _run_in_subprocess(tmp_path, 2)
+    for name in THREAD_CASES:
+        assert (threads1[name], threads2[name]) == (1, 2)  # the runs really used different thread counts
+        for table in ("metrics", "events", "delays"):
+            a = pd.read_parquet(out1 / f"{name}_{table}.parquet")
+            b = pd.read_parquet(out2 / f"{name}_{table}.parquet")
+            pd.testing.assert_frame_equal(a, b, check_exact=True, obj=f"{name} {table}")
+    # the full run exercised every rule and channel, so the check covers them all
+    full = pd.read_parquet(out1 / "full_metrics.parquet")
+    for col in [c for c in full.columns if c.startswith(("entered_", "flags_"))] + ["exited", "removed_lookback"]:
+        assert full[col].sum() > 0, col
 
 
-def test_threads_setting_does_not_change_results():
-    one = povsim.run(cfg(20_000, {"simulation.threads": 1}))
-    two = povsim.run(cfg(20_000, {"simulation.threads": 2}))
+@pytest.mark.parametrize("make", [cfg, full_cfg], ids=["onetime", "full"])
+def test_threads_setting_does_not_change_results(make):
+    one = povsim.run(make(20_000, {"simulation.threads": 1}))
+    two = povsim.run(make(20_000, {"simulation.threads": 2}))
     assert one.manifest["threads"] == 1
     pd.testing.assert_frame_equal(one.metrics, two.metrics, check_exact=True)
+    pd.testing.assert_frame_equal(one.events, two.events, check_exact=True)
+    pd.testing.assert_frame_equal(one.delays, two.delays, check_exact=True)
 
 
 def test_same_seed_twice_is_identical():
     a = povsim.run(cfg(10_000, {"seed": 5})).metrics
     b = povsim.run(cfg(10_000, {"seed": 5})).metrics
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_same_seed_twice_is_identical_full_model():
+    a = povsim.run(full_cfg(10_000, {"seed": 5}))
+    b = povsim.run(full_cfg(10_000, {"seed": 5}))
+    pd.testing.assert_frame_equal(a.metrics, b.metrics, check_exact=True)
+    pd.testing.assert_frame_equal(a.events, b.events, check_exact=True)
+    pd.testing.assert_frame_equal(a.delays, b.delays, check_exact=True)
 
 
 def test_different_seed_differs():
@@ -76,12 +107,18 @@ def test_high_seed_word_matters():
     assert not a["ill"].equals(b["ill"])
 
 
-@pytest.mark.parametrize("overrides", [{}, {"policy.registration.assessment_sd": 0.0}])
-def test_stepping_by_hand_equals_run(overrides):
-    c = cfg(5_000, overrides)
+@pytest.mark.parametrize(
+    "make, overrides",
+    [(cfg, {}), (cfg, {"policy.registration.assessment_sd": 0.0}), (full_cfg, {})],
+    ids=["onetime", "onetime-exact", "full"],
+)
+def test_stepping_by_hand_equals_run(make, overrides):
+    c = make(5_000, overrides)
     sim = povsim.Simulation(c)
     while not sim.done:
         sim.step()
     months = sorted(sim.totals)
-    by_hand = M.derive([sim.totals[m] for m in months], months)
+    data_start = sim.timeline.channels.get("data")
+    running = [data_start is not None and m >= data_start for m in months]
+    by_hand = M.derive(np.array([sim.totals[m] for m in months]), months, costs=c.policy.cost, data_running=running)
     pd.testing.assert_frame_equal(by_hand, povsim.run(c).metrics, check_exact=True)

@@ -325,7 +325,19 @@ def test_bytes_per_household(default_run):
     assert pop.bytes_per_household() <= 64
     assert result.manifest["bytes_per_household"] <= 64
     assert pop.nbytes() >= sum(a.nbytes for a in pop.households)
-    assert {a.dtype for a in pop.households} <= {np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.float32)}
+    # the narrowest dtype for every field, as documented in povsim/population.py
+    expected = {
+        "size": np.uint8, "workers": np.uint8, "level": np.float32, "persistent": np.float32,
+        "illness": np.uint8, "unemployed": np.uint8, "flags": np.uint8, "net_income": np.int16,
+        "medical_12m": np.float32, "capacity": np.uint16, "route": np.uint8, "pending_route": np.uint8,
+        "support_left": np.uint8, "pending_month": np.int16, "poor_since": np.int16, "last_visit": np.int16,
+        "last_rejected": np.int16, "exit_month": np.int16,
+    }
+    assert set(pop.households._fields) == set(expected)
+    for name, array in zip(pop.households._fields, pop.households):
+        assert array.dtype == np.dtype(expected[name]), name
+    n = pop.n_households
+    assert sum(a.nbytes for a in pop.households) == 56 * n  # docs/model.md: 56 bytes per household
 
 
 # --- common random numbers and purity ----------------------------------------------------------------------

@@ -29,6 +29,9 @@ def test_save_writes_every_file(small_result, tmp_path):
     config = json.loads((path / "config.json").read_text())
     assert config == small_result.config.to_dict()
     assert (path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert FILES == ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "manifest.json", "errors.png")
+    pd.testing.assert_frame_equal(pd.read_parquet(path / "events.parquet"), small_result.events, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(path / "delays.parquet"), small_result.delays, check_exact=True)
 
 
 def test_save_without_figures(small_result, tmp_path):
@@ -45,6 +48,25 @@ def test_round_trip(small_result, tmp_path):
     assert loaded.config == small_result.config
     assert loaded.config.poverty.lines == small_result.config.poverty.lines  # int keys survive JSON
     assert loaded.manifest == small_result.manifest
+    pd.testing.assert_frame_equal(loaded.events, small_result.events, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.delays, small_result.delays, check_exact=True)
+
+
+def test_round_trip_of_the_full_model(full_result, tmp_path):
+    """Every table of a run with every rule survives the files: events (one row per event) and delays."""
+    path = full_result.save(tmp_path / "run", figures=False)
+    assert _entries(path) == sorted(f for f in FILES if f != "errors.png")
+    loaded = load_result(path)
+    pd.testing.assert_frame_equal(loaded.metrics, full_result.metrics, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.events, full_result.events, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.delays, full_result.delays, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.detection_delays(), full_result.detection_delays(), check_exact=True)
+    assert loaded.config == full_result.config
+    assert list(loaded.events["event"]) == [
+        "registration", "lookback", "review 2017-10", "review 2018-10", "review 2019-10", "review 2020-10",
+    ]
+    assert list(loaded.delays.index) == list(M.ROUTES) and loaded.delays.index.name == "route"
+    assert list(loaded.delays.columns) == [str(b) for b in range(48)] + ["48+", "unknown"]
 
 
 def test_load_result_of_a_folder_that_is_not_a_result(tmp_path):
@@ -89,20 +111,47 @@ def test_save_over_an_existing_result_replaces_it(small_result, default_result, 
 # --- summary ---------------------------------------------------------------------------------------
 
 
-def test_summary_one_row_per_year_with_december_values(default_result):
-    m = default_result.metrics
-    s = default_result.summary()
-    assert list(s.index) == [2013, 2014, 2015]
+SUMMARY_STOCKS = ["households", "poor", "headcount_rate", "registered", "exclusion_error", "inclusion_error",
+                  "missed_rate"]
+SUMMARY_FLOWS = ["entered", "newly_poor", "exited", "wrong_exit", "return_to_poverty", "cost_total"]
+
+
+def _check_summary(result):
+    m = result.metrics
+    s = result.summary()
+    assert list(s.columns) == SUMMARY_STOCKS + SUMMARY_FLOWS
+    assert list(s.index) == sorted(m["year"].unique())
     december = m[m["month"].dt.month == 12].set_index("year")
-    for col in ("households", "poor", "headcount_rate", "registered", "exclusion_error", "inclusion_error",
-                "missed_rate"):
-        assert col in s.columns
+    for col in SUMMARY_STOCKS:
         pd.testing.assert_series_equal(s[col], december[col], check_names=False)
-    # transfers are summed over the year, not year-end values
-    pd.testing.assert_series_equal(
-        s["transfers_yuan"], m.groupby("year")["transfers_yuan"].sum(), check_names=False
+    by_year = m.groupby("year")
+    entries = m[[f"entered_{r}" for r in M.ROUTES]].sum(axis=1).groupby(m["year"]).sum()
+    pd.testing.assert_series_equal(s["entered"], entries, check_names=False)
+    for col in SUMMARY_FLOWS[1:]:  # flows and costs are summed over the year, not year-end values
+        pd.testing.assert_series_equal(s[col], by_year[col].sum(), check_names=False)
+    return m, s
+
+
+def test_summary_one_row_per_year_with_december_values(default_result):
+    m, s = _check_summary(default_result)
+    assert list(s.index) == [2013, 2014, 2015]
+    # one-time model: the 2014 registration is the only entry and the only assessment
+    assert s.loc[2014, "entered"] == s.loc[2014, "registered"] > 0
+    assert s.loc[2013, "entered"] == s.loc[2015, "entered"] == 0
+    assert (s[["exited", "wrong_exit", "return_to_poverty"]] == 0).all().all()
+    # 2015's cost is twelve equal months of transfers (nothing else costs after the registration)
+    assert s.loc[2015, "cost_total"] == pytest.approx(12 * m["transfers_yuan"].iloc[-1])
+    cost = default_result.config.policy.cost
+    assert s.loc[2014, "cost_total"] == pytest.approx(
+        m.loc[m["year"] == 2014, "transfers_yuan"].sum() + cost.assessment * m["households"].iloc[0]
     )
-    assert s.loc[2015, "transfers_yuan"] == pytest.approx(12 * m["transfers_yuan"].iloc[-1])
+
+
+def test_summary_of_the_full_model(full_result):
+    m, s = _check_summary(full_result)
+    assert list(s.index) == list(range(2013, 2021))
+    assert (s.loc[2017:, "exited"] > 0).all() and (s.loc[:2016, "exited"] == 0).all()
+    assert (s["entered"].loc[2014:] > 0).all()
 
 
 def test_summary_registered_only_after_registration(default_result):

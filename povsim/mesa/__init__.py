@@ -1,0 +1,15 @@
+"""The Mesa model: povsim's households as ``mesa.Agent`` objects.
+
+``PovertyModel(config)`` is the same model as :class:`povsim.Simulation` — built from
+the same config, the same population arrays and the same compiled rule functions
+(:mod:`povsim.rules`), called in the same order — so for the same config and seed its
+metrics and every household's history equal the engine's, bit for bit.  It is slower
+(one Python call per household and month) and meant for reading, stepping, inspecting
+and extending the model with Mesa's tools, on thousands of households, not millions.
+
+Importing this package imports Mesa; ``import povsim`` alone does not.
+"""
+
+from .model import Household, PovertyModel
+
+__all__ = ["Household", "PovertyModel"]
