@@ -391,7 +391,6 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
     u_illness, u_chronic, u_job, _ = rng.draw4(k0, k1, rng.STREAM_SHOCKS, gid, month, 0)
     v0, v1, v2, v3 = rng.draw4(k0, k1, rng.STREAM_SHOCKS, gid, month, 1)
     z_persistent, z_transitory = rng.box_muller(v0, v1)
-    z_bill, _ = rng.box_muller(v2, v3)
     supported = registered or hh.support_left[i] > 0
     if not registered and hh.support_left[i] > 0:
         hh.support_left[i] -= 1  # one transition month used
@@ -423,6 +422,7 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
         gross *= 1.0 - p.job_income_loss
     medical = 0.0  # out-of-pocket, whole household
     if illness != 0:
+        z_bill, _ = rng.box_muller(v2, v3)  # only the ill need it: the same draw, computed less often
         medical = math.exp(p.bill_log_median + p.bill_sd * z_bill) * (1.0 - reimbursement)
     hh.net_income[i, month % 12] = store_yuan(gross + transfer - medical / size)
     medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + medical
@@ -453,15 +453,13 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
             u_self, u_hotline, w0, w1 = rng.draw4(k0, k1, rng.STREAM_CHANNELS, gid, month, 0)
         else:
             u_self = u_hotline = w0 = w1 = 0.5
-        if self_on:
+        # The household's view of its own income matters only if u_self could lead to an
+        # application; the decision is the same as always computing it, at a fraction of the cost.
+        shocked = illness != 0 or unemployed != 0
+        apply_if_poor = min(1.0, p.self_apply * p.self_shock_multiplier) if shocked else p.self_apply
+        if self_on and u_self < max(apply_if_poor, p.self_nonpoor):
             perceived_poor = assessed_below(income, line, p.self_sd, w0, w1)
-            if perceived_poor:
-                prob = p.self_apply
-                if illness != 0 or unemployed != 0:
-                    prob = min(1.0, prob * p.self_shock_multiplier)
-            else:
-                prob = p.self_nonpoor
-            if u_self < prob:
+            if u_self < (apply_if_poor if perceived_poor else p.self_nonpoor):
                 flag(hh, i, month, ROUTE_SELF, 0, p, acc)
         if hh.pending_route[i] == 0 and is_active(p.data_start, month) and (flags & FLAG_COVERED):
             household_income = income * size
