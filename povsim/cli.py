@@ -70,6 +70,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit parameters to targets (simulated method of moments)",
+        description="Fit the parameters of a calibration file to its targets; write fitted.toml, report.md, "
+        "targets.csv, targets.png and history.csv to --out.",
+    )
+    cal.add_argument("calibration", type=Path, help="calibration file (TOML), e.g. experiments/calibration_china.toml")
+    cal.add_argument("--households", type=_positive_int, metavar="N", help="households per evaluation")
+    cal.add_argument("--max-evaluations", type=_positive_int, metavar="N", help="largest number of model runs")
+    cal.add_argument(
+        "--workers", type=_positive_int, metavar="N",
+        help="Dask workers on this machine for differential evolution (default: evaluate in this process)",
+    )
+    cal.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/<calibration name>/)")
+    cal.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
     params = sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
     params.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/parameters.md)")
     return parser
@@ -167,6 +183,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import Calibration
+    from .results import check_replaceable
+
+    overrides = {"population.households": args.households} if args.households else None
+    calibration = Calibration.from_file(args.calibration, overrides=overrides)
+    if args.max_evaluations:
+        calibration.max_evaluations = args.max_evaluations
+    out = args.out if args.out is not None else Path("results") / calibration.name
+    check_replaceable(out)
+    client = cluster = None
+    if args.workers and args.workers > 1 and calibration.method == "differential-evolution":
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    try:
+        result = calibration.run(client=client, progress=not args.quiet)
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
+    path = result.save(out)
+    if not args.quiet:
+        print(result.report())
+        print(f"written to {path}/")
+    return 0
+
+
 def parameters_markdown() -> str:
     """Every parameter as a Markdown table; docs/parameters.md is this text."""
     from .config import parameter_table
@@ -209,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "calibrate":
+            return _cmd_calibrate(args)
         if args.command == "params":
             return _cmd_params(args.markdown)
     except (ConfigError, FileExistsError) as err:

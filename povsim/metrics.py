@@ -56,7 +56,10 @@ CADRE_VISITS = 20
 ASSESSED_REGISTRATION = 21
 ASSESSED_LOOKBACK = 22
 ASSESSED_REVIEW = 23
-ENTERED = 24  #: + route: entries onto the register by route
+REGISTERED_PEOPLE = 24  #: people in registered households
+CATASTROPHIC = 25  #: households whose medical spending over 12 months passes CATASTROPHIC_SHARE of income
+REGISTERED_ILLNESS = 26  #: registered households ill now or with catastrophic medical spending
+ENTERED = 27  #: + route: entries onto the register by route
 ENTERED_NONPOOR = ENTERED + N_ROUTES  #: + route: entries of households not truly poor
 FLAGGED = ENTERED_NONPOOR + N_ROUTES  #: + route: households sent to verification by a channel
 VERIFIED = FLAGGED + N_ROUTES  #: + route: verifications completed
@@ -67,6 +70,10 @@ DELAY_UNKNOWN = DELAY_COUNT + N_ROUTES  #: + route: poor entrants poor since bef
 DELAY_BINS = 49  #: detection-delay histogram: 0..47 months, and 48 or more
 DELAY_HIST = DELAY_UNKNOWN + N_ROUTES  #: + route * DELAY_BINS + bin
 N_SLOTS = DELAY_HIST + N_ROUTES * DELAY_BINS
+
+#: medical spending over 12 months above this share of the household's 12-month income is
+#: "catastrophic" (the SDG 3.8.2 threshold is 10% of household spending; income stands in for it)
+CATASTROPHIC_SHARE = 0.10
 
 FX_SCALE = float(2**30)  #: fixed-point scale of gap sums: exact integer addition in any order
 
@@ -80,9 +87,12 @@ COUNT_COLUMNS = {
     "poor": POOR,
     "poor_people": POOR_PEOPLE,
     "registered": REGISTERED,
+    "registered_people": REGISTERED_PEOPLE,
     "poor_registered": POOR_REGISTERED,
     "supported": SUPPORTED,
     "ill": ILL,
+    "catastrophic": CATASTROPHIC,
+    "registered_illness": REGISTERED_ILLNESS,
     "unemployed": UNEMPLOYED,
     "illness_onsets": ILLNESS_ONSETS,
     "job_losses": JOB_LOSSES,
@@ -107,6 +117,7 @@ COLUMNS: dict[str, str] = {
     "poor": "households truly poor (12-month per-capita net income below the year's line)",
     "poor_people": "people in poor households",
     "registered": "households on the register at the end of the month",
+    "registered_people": "people in registered households",
     "poor_registered": "households both poor and registered",
     "supported": "households receiving support this month (registered, or exited within the transition period)",
     "headcount_rate": "FGT0: share of people who are poor",
@@ -118,6 +129,8 @@ COLUMNS: dict[str, str] = {
     "e_mistake": "non-poor registered / non-poor",
     "targeting_differential": "P(registered | poor) - P(registered | non-poor)",
     "ill": "households with an ill member",
+    "catastrophic": "households whose out-of-pocket medical spending over 12 months passes 10% of their income",
+    "registered_illness": "registered households ill now or with catastrophic medical spending (poverty due to illness)",
     "unemployed": "households with a wage earner out of work",
     "illness_onsets": "households falling ill this month",
     "job_losses": "households losing a job this month",

@@ -651,11 +651,18 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
                 register(hh, i, month, ROUTE_REVIEW, acc)
                 registered = True
 
-    # e. end-of-month register metrics
+    # e. end-of-month register and health metrics
+    household_income = income_12m(hh, i) * hh.size[i]
+    catastrophic = np.float64(hh.medical_12m[i]) > M.CATASTROPHIC_SHARE * max(household_income, 0.0)
+    if catastrophic:
+        acc[M.CATASTROPHIC] += 1
     if registered:
         acc[M.REGISTERED] += 1
+        acc[M.REGISTERED_PEOPLE] += hh.size[i]
         if poor:
             acc[M.POOR_REGISTERED] += 1
+        if catastrophic or hh.illness[i] != 0:
+            acc[M.REGISTERED_ILLNESS] += 1
 
 
 # --------------------------------------------------------------------------------------
