@@ -18,7 +18,12 @@ from povsim.config import Config, ConfigError
 from povsim.experiments import Experiment, ExperimentResult, headline
 from povsim.results import FILES
 
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
+#: experiment files; calibration files (`experiment = ...`) and targets files (`[[targets]]`) are tested
+#: in test_calibrate.py
+EXPERIMENTS = sorted(
+    p for p in (REPO / "experiments").glob("*.toml")
+    if not {"experiment", "targets"} & set(tomllib.loads(p.read_text(encoding="utf-8")))
+)
 HEADLINE = [
     "exclusion_error_mean", "inclusion_error_mean", "exclusion_error_end", "inclusion_error_end",
     "headcount_rate_end", "poor_household_months", "detection_delay_mean", "entered", "exited", "wrong_exit",
