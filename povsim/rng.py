@@ -44,6 +44,7 @@ __all__ = [
     "STREAM_VERIFY",
     "STREAM_REVIEW",
     "STREAM_QUOTA",
+    "STREAM_SAMPLE",
     "philox4x32_10",
     "uniform",
     "box_muller",
@@ -63,6 +64,7 @@ STREAM_CADRE = 6  #: cadres' perception of households' incomes
 STREAM_VERIFY = 7  #: errors of the verification means test
 STREAM_REVIEW = 8  #: look-back and annual review assessments; look-back month of a village
 STREAM_QUOTA = 9  #: county and village estimates behind the registration quotas (id = county / village)
+STREAM_SAMPLE = 10  #: household samples of validation surveys (povsim.validate)
 
 # --- Philox4x32-10 constants (Random123) ----------------------------------------------
 _M0 = np.uint64(0xD2511F53)

@@ -719,10 +719,10 @@ def _largest_remainder(total, weights, out):
 def registration_quotas(flags, village_start, village_county, n_counties, first_id, p, scale, county_sd, village_sd, k0, k1):
     """Village quotas for the one-time registration.
 
-    From the survey (last month's true poverty, ``FLAG_POOR``), each county's
-    number of poor households is estimated with log-normal error; the national
-    quota (``scale`` x the estimated total) is shared among counties in
-    proportion to their estimates, and each county's among its villages in
+    From the survey (last month's true poverty, ``FLAG_POOR``), the national quota
+    is ``scale`` x the number of poor households (the national survey measures the
+    total well); it is shared among counties in proportion to county estimates
+    with log-normal error, and each county's among its villages in
     proportion to noisy village estimates.  A village's quota is capped at its size.
     """
     n_villages = village_county.shape[0]
@@ -736,11 +736,12 @@ def registration_quotas(flags, village_start, village_county, n_counties, first_
     estimate_c = np.zeros(n_counties, np.float64)
     for v in range(n_villages):
         estimate_c[village_county[v]] += poor_v[v]
+    # the national survey measures the national total well; county estimates are noisy
+    national = np.int64(round(scale * estimate_c.sum()))
     for c in range(n_counties):
         u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_QUOTA, c, 0, 0)
         z, _ = rng.box_muller(u0, u1)
         estimate_c[c] *= math.exp(county_sd * z)
-    national = np.int64(round(scale * estimate_c.sum()))
     county_quota = np.zeros(n_counties, np.int64)
     _largest_remainder(national, estimate_c, county_quota)
     quota = np.zeros(n_villages, np.int64)
