@@ -1,4 +1,4 @@
-"""The ``povsim`` command line: run experiment files, list parameters.
+"""The ``povsim`` command line: run experiment files, list parameters, remake the documentation's figures.
 
 This module owns argument parsing and what is printed; it calls the library
 and holds no model logic.  Every input is validated before anything is
@@ -88,6 +88,54 @@ def _build_parser() -> argparse.ArgumentParser:
 
     params = sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
     params.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/parameters.md)")
+
+    from .figures import FIGURE_NAMES, QUICK
+
+    figures = sub.add_parser(
+        "figures",
+        help="regenerate every figure in docs/figures/ from the experiment files",
+        description="Run the experiment files in experiments/ and draw every figure of the documentation into "
+        "--out (PNG, written atomically), each with its provenance (experiment file, seed, households, povsim "
+        "version, date) in its caption and its PNG metadata, then rewrite index.md there. Run from the "
+        "repository root. Figures: " + ", ".join(FIGURE_NAMES) + ".",
+    )
+    figures.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"reduced scale: at most {QUICK.households:,} households per experiment and speed measured up to "
+        f"{max(QUICK.engine_sizes):,} households (about a minute on 2 cores); default: each file's own scale",
+    )
+    figures.add_argument(
+        "--out", type=Path, default=Path("docs/figures"), metavar="DIR", help="output folder (default: docs/figures)"
+    )
+    figures.add_argument(
+        "--experiments",
+        type=Path,
+        default=Path("experiments"),
+        metavar="DIR",
+        help="folder of experiment files (default: experiments)",
+    )
+    figures.add_argument(
+        "--benchmarks",
+        type=Path,
+        metavar="DIR",
+        help="folder holding numpy_step.py for the speed figure (default: benchmarks/ beside the experiments "
+        "folder; without it the NumPy line is left out, with a note)",
+    )
+    figures.add_argument(
+        "--only",
+        action="append",
+        choices=FIGURE_NAMES,
+        metavar="NAME",
+        help="make only this figure (repeatable): " + ", ".join(FIGURE_NAMES),
+    )
+    figures.add_argument(
+        "--households",
+        type=_positive_int,
+        metavar="N",
+        help="households in every experiment, instead of the files' (or --quick's) numbers",
+    )
+    figures.add_argument("--quiet", action="store_true", help="print only errors")
     return parser
 
 
@@ -243,6 +291,37 @@ def _cmd_params(markdown: bool) -> int:
     return 0
 
 
+def _cmd_figures(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from .figures import FULL, QUICK, build_figures
+
+    scale = QUICK if args.quick else FULL
+    command = ["povsim figures"] + (["--quick"] if args.quick else [])
+    if args.households is not None:
+        name = f"{args.households:,} households per experiment"
+        scale = dataclasses.replace(scale, name=name, households=args.households, cap=False)
+        command.append(f"--households {args.households}")
+    command += [f"--only {name}" for name in args.only or []]
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    written = build_figures(
+        args.out, scale=scale, experiments=args.experiments, benchmarks=args.benchmarks, only=args.only, log=log,
+        command=" ".join(command),
+    )
+    if not args.quiet:
+        for path in written:
+            print(path)
+        seconds = time.perf_counter() - t0
+        print(f"{len(written) - 1} figure(s) and {written[-1].name} in {seconds:.0f} s", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -258,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_calibrate(args)
         if args.command == "params":
             return _cmd_params(args.markdown)
+        if args.command == "figures":
+            return _cmd_figures(args)
     except (ConfigError, FileExistsError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

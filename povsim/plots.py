@@ -9,9 +9,41 @@ global pyplot state is touched: they save headless and display in notebooks.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["plot_errors", "plot_scenarios"]
+__all__ = [
+    "plot_errors",
+    "plot_scenarios",
+    "plot_errors_by_rule",
+    "plot_channels",
+    "plot_headcount_vs_official",
+    "plot_cost_vs_exclusion",
+    "plot_performance",
+    "ROUTE_LABELS",
+]
+
+#: how each route onto the register is named in figures
+ROUTE_LABELS = {
+    "registration": "One-time registration",
+    "lookback": "Look-back",
+    "review": "Annual review",
+    "self": "Self-declaration",
+    "cadre": "Grassroots cadres",
+    "data": "Sector data",
+    "hotline": "12317 hotline",
+}
+
+#: one colour per route, the same in every figure (matplotlib's tab10)
+ROUTE_COLOURS = {
+    "registration": "#7f7f7f",
+    "lookback": "#8c564b",
+    "review": "#9467bd",
+    "self": "#1f77b4",
+    "cadre": "#ff7f0e",
+    "data": "#2ca02c",
+    "hotline": "#d62728",
+}
 
 LABELS = {
     "exclusion_error": "Exclusion error (poor not registered / poor), %",
@@ -58,4 +90,271 @@ def plot_scenarios(tidy: pd.DataFrame, metric: str, title: str = ""):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, ncol=2)
     ax.set_title(f"{title}: {metric}" if title else metric)
+    return fig
+
+
+def _month_axis(ax) -> None:
+    import matplotlib.dates as mdates
+
+    ax.xaxis.set_major_locator(mdates.YearLocator())
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+    ax.grid(alpha=0.3)
+
+
+def plot_errors_by_rule(tidy: pd.DataFrame, labels: dict | None = None, events: list | None = None, title: str = ""):
+    """Exclusion and inclusion error over time, one line per identification rule (scenario).
+
+    ``tidy`` is :meth:`povsim.experiments.ExperimentResult.metrics` (a ``scenario`` column,
+    ``month`` and the metric columns); ``labels`` maps scenario names to legend labels;
+    ``events`` is a list of ``(label, first month, last month)`` (timestamps) drawn as
+    shaded spans or dotted lines in both panels.  Earlier scenarios are drawn wider, so
+    a line hidden under a later one that coincides with it still shows at its edges.
+    """
+    from matplotlib.figure import Figure
+
+    labels = labels or {}
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    panels = (
+        (top, "exclusion_error", "Exclusion error, % of poor households\n(poor not registered / poor)"),
+        (bottom, "inclusion_error", "Inclusion error, % of registered\n(non-poor registered / registered)"),
+    )
+    groups = list(tidy.groupby("scenario", sort=False))
+    for ax, metric, ylabel in panels:
+        for k, (name, group) in enumerate(groups):
+            width = 1.3 + 0.9 * (len(groups) - 1 - k)
+            ax.plot(group["month"], 100 * group[metric], label=labels.get(name, str(name)), linewidth=width,
+                    color=f"C{k}")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 100)
+        _month_axis(ax)
+        for label, first, last in events or []:
+            if last > first:
+                ax.axvspan(first, last, color="grey", alpha=0.15, linewidth=0)
+            else:
+                ax.axvline(first, color="grey", linestyle=":", linewidth=1)
+    for label, first, last in events or []:
+        bottom.annotate(label, xy=(first, 0.0), xycoords=("data", "axes fraction"), xytext=(2, 3),
+                        textcoords="offset points", fontsize=7, color="dimgrey", va="bottom", rotation=90)
+    bottom.set_xlabel("Month")
+    handles, names = top.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title or "Targeting errors under each identification rule")
+    return fig
+
+
+def _cdf_from_histogram(row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    counts = row.to_numpy(dtype=float)
+    total = counts.sum()
+    return np.arange(len(counts)), (np.cumsum(counts) / total if total else np.full(len(counts), np.nan))
+
+
+def plot_channels(entries: pd.DataFrame, delays: pd.DataFrame, title: str = "", min_count: int = 5):
+    """How each route onto the register contributes, and how fast each finds the newly poor.
+
+    ``entries`` has one row per route (index: route) with columns ``entered`` (all
+    entries) and ``poor`` (entries of truly poor households); ``delays`` is
+    :meth:`povsim.results.Result.detection_delays` (routes x months since falling poor,
+    ``48+`` and ``unknown`` columns).  The right panel draws, for each route with at
+    least ``min_count`` poor entrants of known onset, the share found within x months.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=(1, 1.25))
+    routes = [r for r in entries.index if entries.loc[r, "entered"] > 0]
+    y = np.arange(len(routes))[::-1]
+    total = entries.loc[routes, "entered"].to_numpy(dtype=float)
+    poor = entries.loc[routes, "poor"].to_numpy(dtype=float)
+    colours = [ROUTE_COLOURS.get(r, "grey") for r in routes]
+    left.barh(y, total, color=colours, alpha=0.35, label="all entries")
+    left.barh(y, poor, color=colours, label="of them, truly poor at entry")
+    for yi, t, p in zip(y, total, poor):
+        left.annotate(f"{t:,.0f} ({100 * p / t:.0f}% poor)", xy=(t, yi), xytext=(3, 0), textcoords="offset points",
+                      va="center", fontsize=7)
+    left.set_yticks(y, [ROUTE_LABELS.get(r, r) for r in routes])
+    left.set_xscale("log")
+    left.set_xlim(right=max(total.max(), 1) * 30 if len(total) else 10)
+    left.set_xlabel("Households entering the register (log scale)")
+    left.set_title("Entries onto the register by route", fontsize=10)
+    left.legend(loc="lower right", fontsize=7, frameon=False)
+    left.grid(axis="x", alpha=0.3)
+
+    hist = delays.drop(columns="unknown", errors="ignore")
+    drawn = 0
+    for route in hist.index:
+        row = hist.loc[route]
+        n = int(row.sum())
+        if n < min_count:
+            continue
+        x, cdf = _cdf_from_histogram(row)
+        median = int(np.searchsorted(cdf, 0.5))
+        median_text = f"{median}" if median < len(x) - 1 else f"{len(x) - 1}+"
+        right.step(x, 100 * cdf, where="post", color=ROUTE_COLOURS.get(route, "grey"), linewidth=1.6,
+                   label=f"{ROUTE_LABELS.get(route, route)}: median {median_text} months, n = {n:,}")
+        drawn += 1
+    right.set_xlim(0, hist.shape[1] - 0.5)  # the last bin (48+) shows as the step at 48
+    right.set_ylim(0, 100)
+    right.set_xlabel(f"Months from falling poor to registration ({hist.shape[1] - 1} = {hist.columns[-1]} months)")
+    right.set_ylabel("Poor entrants found within x months, %")
+    right.set_title("Detection delay by route (poor entrants of known onset)", fontsize=10)
+    right.grid(alpha=0.3)
+    if drawn:
+        right.legend(loc="lower right", fontsize=7, frameon=True, framealpha=0.9)
+    else:
+        right.text(0.5, 0.5, f"no route registered {min_count} or more poor households of known onset",
+                   transform=right.transAxes, ha="center", fontsize=8)
+    fig.suptitle(title or "Contribution of each channel and its detection delay")
+    return fig
+
+
+def plot_headcount_vs_official(metrics: pd.DataFrame, official: pd.DataFrame, title: str = ""):
+    """Model headcount rate against the official poverty incidence at each year end.
+
+    ``metrics`` is a run's monthly table; ``official`` has columns ``year``,
+    ``incidence`` (a share) and ``derived`` (True where the official figure is derived
+    from adjacent years, drawn hollow).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    ax = fig.subplots()
+    months = metrics["month"]
+    ax.plot(months, 100 * metrics["headcount_rate"], color="tab:blue", alpha=0.35, linewidth=1,
+            label="Model, monthly")
+    december = metrics[metrics["month"].dt.month == 12]
+    ax.plot(december["month"], 100 * december["headcount_rate"], "o-", color="tab:blue",
+            label="Model, December (year end)")
+    end = pd.to_datetime([f"{int(y)}-12-01" for y in official["year"]])
+    derived = official["derived"].to_numpy(bool)
+    values = 100 * official["incidence"].to_numpy(float)
+    ax.plot(end, values, "-", color="black", linewidth=1)
+    ax.plot(end[~derived], values[~derived], "s", color="black", label="Official (NBS), year end")
+    if derived.any():
+        ax.plot(end[derived], values[derived], "s", markerfacecolor="white", color="black",
+                label="Official, derived from adjacent years")
+    ax.set_ylabel("Headcount rate, % of rural people below the line")
+    ax.set_xlabel("Year")
+    ax.set_ylim(bottom=0)
+    _month_axis(ax)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title or "Model against the official poverty headcount")
+    return fig
+
+
+def _place_labels(ax, xs, ys, texts, fontsize: float = 6.0) -> None:
+    """Label points without overlaps where possible: each label takes the first free spot around its point."""
+    fig = ax.figure
+    fig.canvas.draw()  # settle the layout so data -> pixel positions are final
+    to_px = ax.transData.transform
+    scale = fig.dpi / 72.0
+    char_w, height = 0.55 * fontsize * scale, 1.2 * fontsize * scale
+    points = [tuple(to_px((x, y))) for x, y in zip(xs, ys)]
+    taken = [(px - 3 * scale, py - 3 * scale, px + 3 * scale, py + 3 * scale) for px, py in points]
+    offsets = [(4, 1), (4, -9), (-4, 1), (-4, -9), (4, 8), (4, -16), (-4, 8), (-4, -16), (4, 15), (4, -23)]
+    for (px, py), text in zip(points, texts):
+        width = char_w * len(text)
+        best = None
+        for dx, dy in offsets:
+            x0 = px + dx * scale if dx > 0 else px + dx * scale - width
+            box = (x0, py + dy * scale, x0 + width, py + dy * scale + height)
+            clash = any(not (box[2] < t[0] or box[0] > t[2] or box[3] < t[1] or box[1] > t[3]) for t in taken)
+            if not clash:
+                best = (dx, dy, box)
+                break
+        if best is None:
+            dx, dy = offsets[0]
+            x0 = px + dx * scale
+            best = (dx, dy, (x0, py + dy * scale, x0 + width, py + dy * scale + height))
+        dx, dy, box = best
+        taken.append(box)
+        ax.annotate(text, xy=ax.transData.inverted().transform((px, py)), xytext=(dx, dy), textcoords="offset points",
+                    fontsize=fontsize, ha="left" if dx > 0 else "right", va="bottom", color="#222222")
+
+
+def plot_cost_vs_exclusion(points: pd.DataFrame, title: str = ""):
+    """Cost against exclusion error, one point per scenario, labelled.
+
+    ``points`` has columns ``group`` (the experiment: one colour and marker per group),
+    ``label``, ``identification_cost`` and ``total_cost`` (yuan per household per year),
+    ``exclusion_error`` (a share) and optionally ``hollow`` (drawn as an open marker and
+    not labelled: a variant lying beside its labelled twin, such as the same channels
+    with the hotline added) and ``hollow_meaning`` (the legend's words for open markers).
+    Left: the cost of finding households (assessments, cadre visits, verifications,
+    data); right: that plus the transfers paid.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    points = points.copy()
+    if "hollow" not in points:
+        points["hollow"] = False
+    fig = Figure(figsize=(12, 6), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    markers = ["o", "s", "^", "D", "v"]
+    handles = []
+    for ax, column, xlabel in (
+        (axes[0], "identification_cost", "Identification cost, yuan per household per year"),
+        (axes[1], "total_cost", "Total cost incl. transfers, yuan per household per year"),
+    ):
+        handles = []
+        for k, (group, rows) in enumerate(points.groupby("group", sort=False)):
+            colour, marker = f"C{k}", markers[k % len(markers)]
+            filled = rows[~rows["hollow"]]
+            hollow = rows[rows["hollow"]]
+            # open markers larger and beneath, so a variant that coincides with its twin shows as a ring
+            ax.scatter(hollow[column], 100 * hollow["exclusion_error"], marker=marker, s=80, facecolors="white",
+                       edgecolors=colour, zorder=3)
+            ax.scatter(filled[column], 100 * filled["exclusion_error"], marker=marker, s=30, color=colour, zorder=4)
+            handles.append(Line2D([], [], linestyle="", marker=marker, color=colour, label=str(group)))
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    if points["hollow"].any():
+        meaning = points.get("hollow_meaning", pd.Series(["variant"])).dropna()
+        handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="white", color="black",
+                              label=f"open marker: {meaning.iloc[0] if len(meaning) else 'variant'}"))
+    axes[0].set_ylabel("Exclusion error, % of poor households\n(mean over months with a register)")
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(title or "Cost against exclusion error, by rule and channel setting")
+    labelled = points[~points["hollow"]]
+    for ax, column in ((axes[0], "identification_cost"), (axes[1], "total_cost")):
+        _place_labels(ax, labelled[column].to_numpy(), 100 * labelled["exclusion_error"].to_numpy(),
+                      list(labelled["label"]))
+    return fig
+
+
+def plot_performance(bench: pd.DataFrame, title: str = "", note: str = ""):
+    """Speed and memory against population size, one line per implementation.
+
+    ``bench`` has columns ``implementation``, ``households``, ``hh_months_per_s`` and
+    ``bytes_per_household``.  ``note`` is printed in the speed panel (e.g. why a line
+    is missing).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    speed, memory = fig.subplots(1, 2)
+    styles = {"engine": ("tab:blue", "o"), "numpy": ("tab:green", "s"), "mesa": ("tab:red", "^")}
+    for name, rows in bench.groupby("implementation", sort=False):
+        rows = rows.sort_values("households")
+        colour, marker = styles.get(str(name).split()[0].lower(), ("grey", "x"))
+        single = str(name).lower().startswith("engine") and "1 thread" in str(name)
+        style = {"linestyle": "--", "markerfacecolor": "white"} if single else {}
+        speed.plot(rows["households"], rows["hh_months_per_s"], marker=marker, color=colour, label=str(name), **style)
+        memory.plot(rows["households"], rows["bytes_per_household"], marker=marker, color=colour, label=str(name),
+                    **style)
+    for ax in (speed, memory):
+        ax.set_xscale("log")
+        ax.set_xlabel("Households simulated (log scale)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, frameon=False)
+    speed.set_yscale("log")
+    speed.set_ylabel("Speed, household-months per second (log scale)")
+    speed.set_title("Speed", fontsize=10)
+    memory.set_ylim(bottom=0)
+    memory.set_ylabel("Peak memory, bytes per household")
+    memory.set_title("Memory while building and stepping one month", fontsize=10)
+    if note:
+        speed.text(0.02, 0.02, note, transform=speed.transAxes, fontsize=7, va="bottom", wrap=True)
+    fig.suptitle(title or "Engine speed and memory against population size")
     return fig

@@ -1,0 +1,402 @@
+"""Generate the documentation that must not drift from the code.
+
+Run from the repository root::
+
+    python tools/docs_pages.py          # rewrite the generated pages and blocks
+    python tools/docs_pages.py --check  # exit 1, naming each stale page, if any is out of date
+
+It writes
+
+* ``docs/guide-analysts.md``, whole: every key of an experiment file, generated from
+  the config schema (:mod:`povsim.config`: type, unit, default, allowed range,
+  meaning, source), the experiment files in ``experiments/`` and real error messages;
+* the generated blocks of ``docs/model.md`` (between ``<!-- generated: ... -->`` and
+  ``<!-- end generated -->``): the household state table, from the docstring of
+  :mod:`povsim.population` and the arrays :func:`povsim.population.allocate` makes,
+  and each submodel's parameter table, from :func:`povsim.config.parameter_table`.
+
+``tests/test_docs.py`` runs the same functions and fails when a committed page
+differs from what they generate.  (``docs/parameters.md`` is ``povsim params --markdown``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tomllib
+import typing
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from a checkout: use this checkout's povsim
+    sys.path.insert(0, str(REPO))
+
+from pydantic import BaseModel  # noqa: E402
+
+from povsim.config import Config, ConfigError, load_config, parameter_table  # noqa: E402
+
+ANALYST_GUIDE = REPO / "docs" / "guide-analysts.md"
+MODEL_PAGE = REPO / "docs" / "model.md"
+EXPERIMENTS = REPO / "experiments"
+
+BLOCK_RE = re.compile(r"(<!-- generated: (?P<what>[^>]*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+
+# --------------------------------------------------------------------------------------
+# The schema, walked
+# --------------------------------------------------------------------------------------
+
+
+def sections() -> list[tuple[str, type[BaseModel]]]:
+    """Every section of the config, depth first: ``("", Config)``, ``("simulation", SimulationConfig)``, ..."""
+    out: list[tuple[str, type[BaseModel]]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        out.append((prefix, model))
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}.{name}" if prefix else name)
+
+    walk(Config, "")
+    return out
+
+
+def type_name(annotation, unit: str) -> str:
+    """How a value of this field is written in TOML."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f'`"{a}"`' for a in typing.get_args(annotation))
+    if annotation is bool:
+        return "`true` or `false`"
+    if annotation is int:
+        return "integer"
+    if annotation is float:
+        return "number"
+    if annotation is str:
+        return '`"YYYY-MM"`' if unit == "month" else "text"
+    if origin is list:
+        return "list of numbers"
+    if origin is dict:
+        return "table: year = number"
+    return str(annotation)
+
+
+def toml_value(value) -> str:
+    """A default written as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, int):  # round numbers of households as 1_000_000; others (a seed) as they are
+        return f"{value:_}" if abs(value) >= 100_000 and value % 1000 == 0 else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _rows_by_key() -> dict[str, dict]:
+    return {row["key"]: row for row in parameter_table()}
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# --------------------------------------------------------------------------------------
+# docs/guide-analysts.md
+# --------------------------------------------------------------------------------------
+
+
+def _experiment_files() -> list[str]:
+    lines = [
+        "| file | what it asks | households | scenarios |",
+        "|---|---|---|---|",
+    ]
+    for path in sorted(EXPERIMENTS.glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        scenarios = list(data.get("scenarios", {}))
+        households = data.get("population", {}).get("households", Config().population.households)
+        listed = "baseline" + (", " + ", ".join(f"`{s}`" for s in scenarios) if scenarios else "")
+        lines.append(
+            f"| `experiments/{path.name}` | {_cell(data.get('description', ''))} | {households:,} | "
+            f"{len(scenarios) + 1}: {listed} |"
+        )
+    return lines
+
+
+def _error_examples() -> list[str]:
+    """Real messages from the validator, for a few typical mistakes in a file."""
+    import tempfile
+
+    cases = [
+        ("A value out of range", "[illness]\nonset_probability = 1.5\n"),
+        ("A number written as text", '[population]\nhouseholds = "5000"\n'),
+        ("A misspelt key", "[illness]\nonset = 0.01\n"),
+        ("A rule outside the simulated period", '[simulation]\nend = "2014-06"\n'),
+    ]
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mistake.toml"
+        for what, text in cases:
+            path.write_text(text, encoding="utf-8")
+            try:
+                load_config(path)
+            except ConfigError as err:
+                message = str(err)
+            else:  # the guide must not show an example that passes
+                raise AssertionError(f"{text!r} was accepted; choose another example")
+            out += [f"{what}:", "", "```toml", text.rstrip("\n"), "```", "", "```text", message, "```", ""]
+    return out
+
+
+def analyst_guide() -> str:
+    """The text of docs/guide-analysts.md."""
+    rows = _rows_by_key()
+    lines = [
+        "# Guide for policy analysts: experiment files",
+        "",
+        "<!-- Generated by `python tools/docs_pages.py` from the config schema (povsim/config.py) and the",
+        "     files in experiments/; do not edit by hand. tests/test_docs.py fails when it is stale. -->",
+        "",
+        "An **experiment file** is a TOML file that says what to simulate and under which rules. You run it",
+        "with `povsim run`; you never need Python. This page explains every key a file can hold. It is",
+        "generated from the same declarations the program validates against, so it is always current.",
+        "",
+        "## Running an experiment",
+        "",
+        "```bash",
+        "povsim run experiments/onetime_vs_dynamic.toml                  # as written",
+        "povsim run experiments/onetime_vs_dynamic.toml --households 20000 --out results/small",
+        "povsim run experiments/channels.toml --set policy.channels.cadre.visits_per_village=8",
+        "povsim params                                                   # every key, unit, default, range, source",
+        "```",
+        "",
+        "`povsim run` prints a per-year table (or, for a file with scenarios, one column per scenario) and",
+        "writes to `--out` (default `results/<name>/`): `metrics.parquet` (one row per month; every column",
+        "is defined in [the model's observation section](model.md#observation)), `events.parquet`",
+        "(one row per registration, look-back or review), `delays.parquet` (detection delays by route),",
+        "`config.json` (the config with every default filled in), `manifest.json` (povsim version, seed,",
+        "threads, households, wall time) and `errors.png`. A file with scenarios gets one such folder per",
+        "scenario plus `summary.csv` and one figure per headline metric. Options:",
+        "",
+        "| option | meaning |",
+        "|---|---|",
+        "| `--households N` | households to simulate (`population.households`) |",
+        "| `--seed S` | seed of every random stream (`seed`) |",
+        "| `--set key.path=value` | set any key below, e.g. `--set policy.review.first=\"2016-10\"`; repeatable; "
+        "the value is read as TOML |",
+        "| `--threads N` | threads for the engine (`simulation.threads`) |",
+        "| `--out DIR` | output folder; an earlier result there is replaced, a folder of other files is refused |",
+        "| `--quiet` | no progress bar and no table |",
+        "",
+        "## The experiment files that come with povsim",
+        "",
+        *_experiment_files(),
+        "",
+        "## How a file is read",
+        "",
+        "- Every key is optional: a key you leave out keeps its default (listed below). So a file holds",
+        "  only what differs from the defaults, which mirror China's rules of 2014-2020.",
+        "- Keys sit in sections: `[policy.channels.cadre]` then `visits_per_village = 8` sets",
+        "  `policy.channels.cadre.visits_per_village`. The dotted path is what `--set` and scenarios use.",
+        "- Months are written `\"YYYY-MM\"`; money is yuan at current prices; shares and probabilities",
+        "  are numbers from 0 to 1 (not percent).",
+        "- The whole file is checked before anything runs. An unknown key, a value of the wrong type",
+        "  (`5000` is not `\"5000\"`, `true` is not `1`) or a value out of range stops the run with a",
+        "  message that names the key, the value and what is allowed, and nothing is written (examples at",
+        "  the end of this page).",
+        "",
+        "## Scenarios",
+        "",
+        "A file can hold named **scenarios**, each a patch on the file's own settings (the *baseline*).",
+        "Each patch is a table of dotted keys:",
+        "",
+        "```toml",
+        "[scenarios.no_lookback]",
+        '"policy.lookback.enabled" = false',
+        "",
+        "[scenarios.early_reviews]",
+        '"policy.review.first" = "2015-10"',
+        '"policy.review.entry_coverage" = 0.3',
+        "```",
+        "",
+        "`povsim run` runs the baseline and every scenario with the same seed. povsim's random numbers",
+        "are keyed by household and month, so every household meets the same illnesses, job losses and",
+        "income shocks in every scenario (common random numbers): a difference between two scenarios is",
+        "the rules', not chance. Every scenario is checked, with its patch applied, before the first",
+        "run starts; the name `baseline` is reserved. `--households`, `--seed` and `--set` apply to the",
+        "baseline and to every scenario.",
+        "",
+        "## Every key",
+        "",
+        "Each section below lists its keys with the TOML to write them (set to their defaults, so the",
+        "snippets together are a complete experiment file) and a table: how the value is written, its",
+        "unit, default, allowed range, meaning and the source of the default. The same facts, in one",
+        "table, are in [parameters.md](parameters.md); how each parameter acts is in [the model](model.md).",
+        "",
+    ]
+    for prefix, model in sections():
+        own = [(n, f) for n, f in model.model_fields.items()
+               if not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel))]
+        if not own:
+            continue
+        title = f"`[{prefix}]`" if prefix else "Top level (before any section)"
+        doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+        lines += [f"### {title}", "", doc, "", "```toml"]
+        if prefix:
+            lines.append(f"[{prefix}]")
+        snippet = []
+        for name, field in own:
+            key = f"{prefix}.{name}" if prefix else name
+            row = rows[key]
+            snippet.append((f"{name} = {toml_value(row['default'])}", row["description"]))
+        width = max(len(s) for s, _ in snippet)
+        for text, comment in snippet:
+            lines.append(f"{text.ljust(width)}  # {comment}")
+        lines += ["```", "", "| key | written as | unit | default | allowed | meaning | source |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, field in own:
+            key = f"{prefix}.{name}" if prefix else name
+            row = rows[key]
+            lines.append(
+                "| " + " | ".join(
+                    _cell(c) for c in (
+                        f"`{key}`", type_name(field.annotation, row["unit"]), row["unit"],
+                        f"`{toml_value(row['default'])}`", row["allowed"], row["description"], row["source"],
+                    )
+                ) + " |"
+            )
+        lines.append("")
+    lines += [
+        "## What the error messages look like",
+        "",
+        "These are the program's own messages, generated by running the validator on a file holding each",
+        "mistake. Nothing runs and nothing is written until the file is right.",
+        "",
+        *_error_examples(),
+    ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# docs/model.md: generated blocks
+# --------------------------------------------------------------------------------------
+
+
+def _matches(key: str, prefixes: list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def parameter_block(prefixes: list[str]) -> str:
+    """The parameter table of the keys under ``prefixes`` (each a key or a section path)."""
+    rows = [r for r in parameter_table() if _matches(r["key"], prefixes)]
+    if not rows:
+        raise ValueError(f"no parameter under {prefixes}")
+    lines = ["| parameter | unit | default | allowed | meaning | source |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            "| " + " | ".join(
+                _cell(c) for c in (f"`{r['key']}`", r["unit"], f"`{r['default']!r}`", r["allowed"],
+                                   r["description"], r["source"])
+            ) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def state_block() -> str:
+    """The household state table: fields and meanings from povsim.population's docstring, dtypes from the arrays."""
+    import povsim.population as P
+
+    doc = P.__doc__
+    table = doc[doc.index("===") :]
+    rule = table.splitlines()[0]
+    starts = [m.start() for m in re.finditer(r"=+", rule)]
+    meanings: dict[str, str] = {}
+    current = None
+    for line in table.splitlines()[3:]:
+        if line.startswith("==="):
+            break
+        name = line[: starts[1]].strip()
+        meaning = line[starts[3] :].strip()
+        if name:
+            current = name.strip("`")
+            meanings[current] = meaning
+        elif current:
+            meanings[current] += " " + meaning
+    arrays = P.allocate(1)
+    lines = ["| variable | type | bytes | meaning |", "|---|---|---|---|"]
+    total = 0
+    for name in P.Households._fields:
+        a = getattr(arrays, name)
+        width = a.shape[1] if a.ndim > 1 else 1
+        dtype = f"{a.dtype}[{width}]" if width > 1 else str(a.dtype)
+        total += a.nbytes
+        if name not in meanings:
+            raise ValueError(f"povsim/population.py's state table does not describe {name!r}")
+        lines.append(f"| `{name}` | {dtype} | {a.nbytes} | {_cell(meanings[name].replace('``', '`'))} |")
+    lines.append(f"| **total** | | **{total}** | bytes per household |")
+    return "\n".join(lines) + "\n"
+
+
+def render_block(what: str) -> str:
+    what = what.strip()
+    if what == "household state":
+        return state_block()
+    if what.startswith("parameters "):
+        return parameter_block(what.split()[1:])
+    raise ValueError(f"unknown generated block {what!r}")
+
+
+def update_model_page(text: str) -> str:
+    """``docs/model.md`` with every generated block rewritten."""
+    return BLOCK_RE.sub(lambda m: m.group(1) + render_block(m.group("what")) + m.group(4), text)
+
+
+def model_page_parameters(text: str) -> list[str]:
+    """Every parameter key that the generated blocks of ``text`` cover (with repeats)."""
+    keys = []
+    for m in BLOCK_RE.finditer(text):
+        what = m.group("what").strip()
+        if what.startswith("parameters "):
+            keys += [r["key"] for r in parameter_table() if _matches(r["key"], what.split()[1:])]
+    return keys
+
+
+# --------------------------------------------------------------------------------------
+
+
+def pages() -> dict[Path, str]:
+    """Each generated page and the text it should have."""
+    return {
+        ANALYST_GUIDE: analyst_guide(),
+        MODEL_PAGE: update_model_page(MODEL_PAGE.read_text(encoding="utf-8")),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in pages().items():
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(REPO)}")
+    if args.check and stale:
+        print("stale: " + ", ".join(str(p.relative_to(REPO)) for p in stale) + "; run python tools/docs_pages.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
