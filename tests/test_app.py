@@ -145,6 +145,7 @@ def test_povsim_imports_neither_mesa_nor_solara():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.filterwarnings("ignore:.*found despite early return:UserWarning")  # Solara's linter on Mesa's own code
 def test_page_module(monkeypatch):
     pytest.importorskip("solara", reason="the page needs Solara: pip install 'povsim[app]'")
     import inspect

@@ -33,3 +33,19 @@ def test_readme_quick_start_has_exactly_the_two_commands():
         "pip install -e . && povsim run experiments/quickstart.toml",
         'pip install -e ".[test]" && pytest',
     ]
+
+
+def test_mesa_page_python_example_runs(capsys):
+    page = (REPO / "docs" / "mesa.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert blocks, "docs/mesa.md has a Python example"
+    for code in blocks:
+        exec(compile(code, "docs/mesa.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "poor households missed at the end of 2020-12" in out and "<Household " in out
+
+
+def test_readme_links_every_docs_page():
+    readme = (REPO / "README.md").read_text()
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in readme, f"README's Documentation list does not link docs/{page.name}"
