@@ -14,8 +14,9 @@ and the verification's error.  A changed parameter takes effect on **Reset**, wh
 builds a new :class:`~povsim.mesa.CountyModel` with it (population and burn-in
 included: the same seed gives the same households and shocks under every setting).
 
-The population size comes from the environment variable ``POVSIM_APP_HOUSEHOLDS``
-(set by ``povsim app --households N``; default 2,000).  Importing this module imports
+Each browser session (tab) has its own model.  The population size comes from the
+environment variable ``POVSIM_APP_HOUSEHOLDS`` (set by ``povsim app --households N``;
+default 2,000).  Importing this module imports
 Solara and Mesa's visualization; nothing in :mod:`povsim` imports it.
 """
 
@@ -37,7 +38,7 @@ from povsim.mesa.county import (
 )
 from povsim.mesa.figures import draw_county, draw_errors, status_line
 
-__all__ = ["HOUSEHOLDS_ENV", "households_from_env", "model_params", "page"]
+__all__ = ["Page", "households_from_env", "make_model", "model_params"]
 
 
 def households_from_env() -> int:
@@ -121,11 +122,21 @@ def ErrorsView(model):
         solara.FigureMatplotlib(draw_errors(model), format="png", dpi=100)
 
 
-PARAMS = model_params()
-model = CountyModel(**_initial_values(PARAMS))
-page = SolaraViz(
-    model,
-    components=[(CountyView, 0), (ErrorsView, 0)],
-    model_params=PARAMS,
-    name="povsim: finding the poor in one county",
-)
+TITLE = "povsim: finding the poor in one county"
+
+
+def make_model() -> CountyModel:
+    """A new model with the controls' first values: the model a browser session starts with."""
+    return CountyModel(**_initial_values(model_params()))
+
+
+@solara.component
+def Page():
+    """The page. Each browser session (tab) builds and steps its own model."""
+    model = solara.use_memo(make_model, [])
+    return SolaraViz(
+        model,
+        components=[(CountyView, 0), (ErrorsView, 0)],
+        model_params=model_params(),
+        name=TITLE,
+    )
