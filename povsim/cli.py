@@ -280,13 +280,19 @@ def _cmd_app(args: argparse.Namespace) -> int:
     try:
         try:
             code = proc.wait()
-        except KeyboardInterrupt:  # Ctrl-C: a terminal sends it to the server too; forward it otherwise
-            forward(signal.SIGINT, None)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches the server too; a SIGINT sent to this process alone is
+            # forwarded (after a moment, so that a server already stopping gets no second one)
+            for action, wait in ((None, 3), (signal.SIGINT, 15), ("kill", 15)):
+                if action == "kill":
+                    proc.kill()
+                elif action is not None:
+                    forward(action, None)
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
             print("povsim app: stopped", flush=True)
             return 0
     finally:

@@ -16,8 +16,8 @@ included: the same seed gives the same households and shocks under every setting
 
 Each browser session (tab) has its own model.  The population size comes from the
 environment variable ``POVSIM_APP_HOUSEHOLDS`` (set by ``povsim app --households N``;
-default 2,000).  Importing this module imports
-Solara and Mesa's visualization; nothing in :mod:`povsim` imports it.
+default 2,000).  Importing this module imports Solara and Mesa's visualization; nothing in
+:mod:`povsim` imports it.
 """
 
 from __future__ import annotations
