@@ -1,4 +1,5 @@
-"""The ``povsim`` command line: run experiment files, list parameters, remake the documentation's figures.
+"""The ``povsim`` command line: run experiment files, calibrate, list parameters, remake the
+documentation's figures, start the interactive page.
 
 This module owns argument parsing and what is printed; it calls the library
 and holds no model logic.  Every input is validated before anything is
@@ -17,6 +18,8 @@ from typing import Sequence
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
+APP_HOST = "127.0.0.1"  #: the page is served on the loopback interface only
+DEFAULT_APP_PORT = 8765
 
 
 def _positive_int(text: str) -> int:
@@ -26,6 +29,25 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not allowed: must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: a port is 1 to 65535")
+    return value
+
+
+def _page_households(text: str) -> int:
+    from .mesa.county import MAX_HOUSEHOLDS
+
+    value = _positive_int(text)
+    if value > MAX_HOUSEHOLDS:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: the page takes 1 to {MAX_HOUSEHOLDS:,} households")
     return value
 
 
@@ -85,6 +107,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/<calibration name>/)")
     cal.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    app = sub.add_parser(
+        "app",
+        help="start the interactive page: the Mesa model of one county in the browser",
+        description="Start the interactive page (Mesa's SolaraViz) on this computer only (127.0.0.1) and print "
+        "its address: the villages of one county as a grid of households coloured by status, the exclusion and "
+        "inclusion error month by month, Step/Play/Reset, and controls for the channels. Needs the app extra: "
+        "pip install 'povsim[app]'. Ctrl-C stops it.",
+    )
+    app.add_argument("--port", type=_port, default=DEFAULT_APP_PORT, metavar="N", help=f"port (default {DEFAULT_APP_PORT})")
+    app.add_argument(
+        "--households",
+        type=_page_households,
+        default=2_000,
+        metavar="N",
+        help="households of the page's model (default 2,000, in villages of 120)",
+    )
 
     params = sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
     params.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/parameters.md)")
@@ -319,6 +357,70 @@ def _cmd_figures(args: argparse.Namespace) -> int:
             print(path)
         seconds = time.perf_counter() - t0
         print(f"{len(written) - 1} figure(s) and {written[-1].name} in {seconds:.0f} s", file=sys.stderr)
+def app_command(port: int) -> list[str]:
+    """The command that serves the page: Solara in production mode (no reloading), no browser opened."""
+    return [
+        sys.executable, "-m", "solara", "run", "povsim.mesa.app",
+        "--host", APP_HOST, "--port", str(port),
+        "--production", "--no-open", "--no-check-version", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    import importlib.util
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    if importlib.util.find_spec("solara") is None:
+        print("povsim: error: the page needs Solara (Mesa's visualization): pip install 'povsim[app]'", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((APP_HOST, args.port))
+        except OSError as err:
+            print(f"povsim: error: port {args.port} on {APP_HOST} is not free ({err.strerror}); "
+                  "choose another with --port N", file=sys.stderr)  # fmt: skip
+            return EXIT_BAD_INPUT
+    from .mesa.county import HOUSEHOLDS_ENV
+
+    env = {**os.environ, HOUSEHOLDS_ENV: str(args.households)}
+    env.setdefault("SOLARA_CHECK_HOOKS", "off")  # Solara's hook linter warns about Mesa's own components
+    # a warning on every page load: plain http on the loopback interface is what is meant here
+    quiet = "ignore:Cookies with samesite=none require https:UserWarning"
+    env["PYTHONWARNINGS"] = ",".join(w for w in (env.get("PYTHONWARNINGS"), quiet) if w)
+    proc = subprocess.Popen(app_command(args.port), env=env)
+    print(f"povsim app: http://{APP_HOST}:{args.port}/ ({args.households:,} households; Ctrl-C stops it)", flush=True)
+
+    def forward(signum, frame):  # `kill` of this process stops the server too
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches the server too; a SIGINT sent to this process alone is
+            # forwarded (after a moment, so that a server already stopping gets no second one)
+            for action, wait in ((None, 3), (signal.SIGINT, 15), ("kill", 15)):
+                if action == "kill":
+                    proc.kill()
+                elif action is not None:
+                    forward(action, None)
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            print("povsim app: stopped", flush=True)
+            return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+        print(f"povsim: error: the page's server stopped with status {code}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -339,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_params(args.markdown)
         if args.command == "figures":
             return _cmd_figures(args)
+        if args.command == "app":
+            return _cmd_app(args)
     except (ConfigError, FileExistsError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

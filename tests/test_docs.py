@@ -160,6 +160,16 @@ def _doc_pages() -> list[str]:
     return sorted(p.relative_to(REPO / "docs").as_posix() for p in (REPO / "docs").rglob("*.md"))
 
 
+def test_mesa_page_python_example_runs(capsys):
+    page = (REPO / "docs" / "mesa.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert blocks, "docs/mesa.md has a Python example"
+    for code in blocks:
+        exec(compile(code, "docs/mesa.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "poor households missed at the end of 2020-12" in out and "<Household " in out
+
+
 def test_readme_links_every_docs_page():
     readme = (REPO / "README.md").read_text()
     listed = readme.split("## Documentation", 1)[1]
@@ -180,5 +190,5 @@ def test_docs_extra_and_ci_build_the_site():
     docs = pyproject["project"]["optional-dependencies"]["docs"]
     assert any(d.startswith("mkdocs>=") for d in docs) and any(d.startswith("mkdocstrings[python]>=") for d in docs)
     ci = (REPO / ".ci" / "run").read_text()
-    assert '-e ".[test,docs]"' in ci
+    assert '-e ".[test,app,docs]"' in ci
     assert ci.index("\npytest\n") < ci.index("mkdocs build --strict --site-dir")

@@ -7,9 +7,15 @@ metrics and every household's history equal the engine's, bit for bit.  It is sl
 (one Python call per household and month) and meant for reading, stepping, inspecting
 and extending the model with Mesa's tools, on thousands of households, not millions.
 
-Importing this package imports Mesa; ``import povsim`` alone does not.
+``CountyModel(**keywords)`` is the same model configured by keyword arguments (a small
+county, the channels' main parameters): the model of the interactive page
+(:mod:`povsim.mesa.app`, started by ``povsim app``).
+
+Importing this package imports Mesa; ``import povsim`` alone does not.  Only the page
+(:mod:`povsim.mesa.app`) imports Solara.
 """
 
-from .model import Household, PovertyModel
+from .county import CountyModel, county_config
+from .model import STATUS, Household, PovertyModel
 
-__all__ = ["Household", "PovertyModel"]
+__all__ = ["CountyModel", "Household", "PovertyModel", "STATUS", "county_config"]

@@ -165,7 +165,10 @@ class PovertyModel(mesa.Model):
     """
 
     def __init__(self, config: Config):
-        super().__init__(seed=config.seed % 2**32)
+        # ``rng=`` (not the deprecated ``seed=``): the keyword Mesa 3.3 and 3.5 share.  Mesa's
+        # generators are seeded for reproducibility of anything built on top, but the model
+        # never draws from them.
+        super().__init__(rng=config.seed % 2**32)
         self.config = config
         # The engine's own set-up: timeline, parameters, key and population arrays.
         self._sim = Simulation(config)

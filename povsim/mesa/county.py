@@ -1,0 +1,132 @@
+"""``CountyModel``: the Mesa model behind the interactive page, built from keyword arguments.
+
+Mesa's SolaraViz re-creates a model by calling its class with keyword arguments
+(``model_params``).  :class:`CountyModel` is :class:`~povsim.mesa.PovertyModel` with
+the page's controls as such arguments: it builds the config from the defaults (or
+from ``base``) with the matching overrides, validated like any other config, so a
+bad value raises :class:`povsim.ConfigError` naming the key.
+
+It is a small population by default (2,000 households in villages of 120: one
+county, a grid a person can read), one burn-in year, and by default it simulates the
+burn-in while it is built, so the first step is the first reported month.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Config, load_config
+from .model import PovertyModel
+
+__all__ = ["CountyModel", "county_config"]
+
+DEFAULT_HOUSEHOLDS = 2_000
+DEFAULT_HOUSEHOLDS_PER_VILLAGE = 120
+HOUSEHOLDS_ENV = "POVSIM_APP_HOUSEHOLDS"  #: how ``povsim app --households N`` tells the page its size
+MAX_HOUSEHOLDS = 20_000  #: most households on the page (``povsim app``): more is unreadable, and slow to step
+
+
+def county_config(
+    *,
+    households: int = DEFAULT_HOUSEHOLDS,
+    households_per_village: int = DEFAULT_HOUSEHOLDS_PER_VILLAGE,
+    self_declaration: bool = True,
+    cadres: bool = True,
+    sector_data: bool = True,
+    hotline: bool = True,
+    cadre_visits: int | None = None,
+    data_coverage_formal: float | None = None,
+    data_coverage_informal: float | None = None,
+    verification_error: float | None = None,
+    seed: int | None = None,
+    burn_in_years: int = 1,
+    base: Config | None = None,
+) -> Config:
+    """The config of a :class:`CountyModel`: ``base`` (default: the defaults) with these overrides.
+
+    ``None`` keeps the base's value.  Each argument sets one config key:
+
+    ========================  ==========================================
+    argument                  config key
+    ========================  ==========================================
+    households                population.households
+    households_per_village    population.households_per_village
+    self_declaration          policy.channels.self.enabled
+    cadres                    policy.channels.cadre.enabled
+    sector_data               policy.channels.data.enabled
+    hotline                   policy.channels.hotline.enabled
+    cadre_visits              policy.channels.cadre.visits_per_village
+    data_coverage_formal      policy.channels.data.coverage_formal
+    data_coverage_informal    policy.channels.data.coverage_informal
+    verification_error        policy.verification.assessment_sd
+    seed                      seed
+    burn_in_years             simulation.burn_in_years
+    ========================  ==========================================
+    """
+    overrides: dict[str, Any] = {
+        "population.households": households,
+        "population.households_per_village": households_per_village,
+        "policy.channels.self.enabled": self_declaration,
+        "policy.channels.cadre.enabled": cadres,
+        "policy.channels.data.enabled": sector_data,
+        "policy.channels.hotline.enabled": hotline,
+        "simulation.burn_in_years": burn_in_years,
+    }
+    optional = {
+        "policy.channels.cadre.visits_per_village": cadre_visits,
+        "policy.channels.data.coverage_formal": data_coverage_formal,
+        "policy.channels.data.coverage_informal": data_coverage_informal,
+        "policy.verification.assessment_sd": verification_error,
+        "seed": seed,
+    }
+    overrides.update({k: v for k, v in optional.items() if v is not None})
+    if base is None:
+        return load_config(None, overrides=overrides)
+    return base.with_overrides(overrides)
+
+
+class CountyModel(PovertyModel):
+    """:class:`~povsim.mesa.PovertyModel` of one county, configured by keyword arguments.
+
+    The arguments are those of :func:`county_config`, plus ``skip_burn_in`` (default
+    ``True``): simulate the burn-in months while building, so that ``model.month`` is
+    the first reported month.  ``CountyModel(**kw)`` and ``PovertyModel(county_config(**kw))``
+    are the same model (with ``skip_burn_in=False``, the same object state too).
+    """
+
+    def __init__(
+        self,
+        households: int = DEFAULT_HOUSEHOLDS,
+        households_per_village: int = DEFAULT_HOUSEHOLDS_PER_VILLAGE,
+        self_declaration: bool = True,
+        cadres: bool = True,
+        sector_data: bool = True,
+        hotline: bool = True,
+        cadre_visits: int | None = None,
+        data_coverage_formal: float | None = None,
+        data_coverage_informal: float | None = None,
+        verification_error: float | None = None,
+        seed: int | None = None,
+        burn_in_years: int = 1,
+        skip_burn_in: bool = True,
+        base: Config | None = None,
+    ):
+        config = county_config(
+            households=households,
+            households_per_village=households_per_village,
+            self_declaration=self_declaration,
+            cadres=cadres,
+            sector_data=sector_data,
+            hotline=hotline,
+            cadre_visits=cadre_visits,
+            data_coverage_formal=data_coverage_formal,
+            data_coverage_informal=data_coverage_informal,
+            verification_error=verification_error,
+            seed=seed,
+            burn_in_years=burn_in_years,
+            base=base,
+        )
+        super().__init__(config)
+        if skip_burn_in:
+            while self.month < self.timeline.start:
+                self.step()
