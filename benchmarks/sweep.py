@@ -16,9 +16,14 @@ It prints, each measured after the workers have loaded the compiled engine:
 * for each worker count: the wall time of all the runs on a fresh
   ``LocalCluster`` (one thread per worker process), the cluster's start-up and
   warm-up time (reported apart), the speed-up over serial, the **scaling
-  efficiency** ``T(1 worker) / (n x T(n workers))``, and the **overhead per
-  run** ``T(n workers) x n / runs - serial time per run`` (scheduling,
-  transfer of results, Python-side result building, on top of the simulation);
+  efficiency** ``T(1 worker) / (n x T(n workers))``, the **overhead per run**
+  against the serial run time, ``T(n workers) x n / runs - serial time per run``,
+  and its two parts: the time a run's task computed on its worker (from Dask's
+  task stream) minus the serial time per run -- the same work done slower, i.e.
+  contention for the cores -- and the time each worker spent not computing a
+  run, ``(n x T(n workers) - total task time) / runs`` -- Dask's own cost
+  (scheduling, moving the result back, the driver's bookkeeping) plus the idle
+  tail when the last runs finish unevenly;
 * a check that the runs on Dask give the same metrics as serial runs, bit for bit.
 
 Timings are wall-clock on whatever else the machine is doing (the load average is
@@ -141,34 +146,48 @@ def main(argv=None) -> int:
             t_warm = time.perf_counter()
             client.run(warm)
             warmup = time.perf_counter() - t_warm
-            t0 = time.perf_counter()
-            outcome = exp.run(client)
-            wall = time.perf_counter() - t0
+            from distributed import get_task_stream
+
+            with get_task_stream(client) as stream:
+                t0 = time.perf_counter()
+                outcome = exp.run(client)
+                wall = time.perf_counter() - t0
+            compute = sum(
+                ss["stop"] - ss["start"]
+                for task in stream.data if str(task.get("key", "")).startswith("povsim-")
+                for ss in task["startstops"] if ss["action"] == "compute"
+            )
         if cluster is not None:
             cluster.close()
         assert outcome.ok, outcome.failures
         for spec, result in serial.items():
             pd.testing.assert_frame_equal(outcome.runs[spec].metrics, result.metrics, check_exact=True)
-        rows.append({"workers": n, "wall_s": wall, "startup_s": startup, "warmup_s": warmup})
+        rows.append({"workers": n, "wall_s": wall, "startup_s": startup, "warmup_s": warmup, "task_s": compute})
         print(f"{n} worker{'s' if n > 1 else ''}: {len(exp.runs)} runs in {wall:.1f} s "
               f"(cluster start {startup:.1f} s, engine load on workers {warmup:.1f} s, not included); "
               f"metrics identical to the serial runs")
 
+    runs = len(exp.runs)
     print()
-    print(f"{'workers':>7} {'wall s':>8} {'s/run':>7} {'speed-up':>9} {'efficiency':>10} {'overhead/run':>13}")
+    print(f"{'workers':>7} {'wall s':>8} {'s/run':>7} {'speed-up':>9} {'efficiency':>10} {'overhead/run':>13}"
+          f" {'= slower task':>14} {'+ not in a task':>16}")
     base = next((r["wall_s"] for r in rows if r["workers"] == 1), None)
-    serial_all = per_run * len(exp.runs)
-    print(f"{'serial':>7} {serial_all:8.1f} {per_run:7.2f} {1.0:9.2f} {'-':>10} {'-':>13}   (from {len(serial_specs)} runs)")
+    serial_all = per_run * runs
+    print(f"{'serial':>7} {serial_all:8.1f} {per_run:7.2f} {1.0:9.2f} {'-':>10} {'-':>13} {'-':>14} {'-':>16}"
+          f"   (from {len(serial_specs)} runs)")
     for r in rows:
         n = r["workers"]
         r["speedup"] = serial_all / r["wall_s"]
         r["efficiency"] = base / (n * r["wall_s"]) if base else None
-        r["overhead_per_run_s"] = r["wall_s"] * n / len(exp.runs) - per_run
+        r["overhead_per_run_s"] = r["wall_s"] * n / runs - per_run
+        r["task_slowdown_per_run_s"] = r["task_s"] / runs - per_run
+        r["outside_tasks_per_run_s"] = (r["wall_s"] * n - r["task_s"]) / runs
         eff = f"{r['efficiency']:.0%}" if r["efficiency"] is not None else "-"
-        print(f"{n:>7} {r['wall_s']:8.1f} {r['wall_s'] / len(exp.runs):7.2f} {r['speedup']:9.2f} {eff:>10} "
-              f"{r['overhead_per_run_s']:12.3f}s")
-    print(f"\nefficiency = T(1 worker) / (n x T(n workers)); overhead per run = T(n) x n / runs - serial s/run; "
-          f"load average now {load_average()}")
+        print(f"{n:>7} {r['wall_s']:8.1f} {r['wall_s'] / runs:7.2f} {r['speedup']:9.2f} {eff:>10} "
+              f"{r['overhead_per_run_s']:12.3f}s {r['task_slowdown_per_run_s']:13.3f}s "
+              f"{r['outside_tasks_per_run_s']:15.3f}s")
+    print(f"\nefficiency = T(1 worker) / (n x T(n workers)); overhead per run = T(n) x n / runs - serial s/run "
+          f"= (task time per run - serial s/run) + (n x T(n) - task time) / runs; load average now {load_average()}")
     if args.json:
         args.json.write_text(json.dumps({
             "runs": len(exp.runs), "households": households, "serial_s_per_run": per_run,

@@ -291,7 +291,9 @@ class Experiment:
     """A baseline, its scenarios, replicates and sweep points: every run's config, validated."""
 
     name: str
-    configs: dict[str, Config]  #: scenario name -> validated config (no sweep value); the baseline first
+    #: scenario name -> validated config, the baseline first; with a sweep, the file's values of the
+    #: swept keys (or the first point's, where the file's alone do not make a valid config)
+    configs: dict[str, Config]
     patches: dict[str, dict[str, Any]] = field(default_factory=dict)  #: scenario -> its dotted patches
     path: Path | None = None
     replicates: int = 1
@@ -315,6 +317,12 @@ class Experiment:
         scenarios = data.pop("scenarios", {})
         replicates = data.pop("replicates", None)
         sweep = data.pop("sweep", None)
+        for section, table in data.items():
+            if isinstance(table, dict) and "replicates" in table:
+                raise ConfigError(
+                    f"{section}.replicates: unknown key; write `replicates = N` at the top of the file, "
+                    "before the first [table] (in TOML a key after [table] belongs to that table)"
+                )
         if not isinstance(scenarios, dict) or any(not isinstance(v, dict) for v in scenarios.values()):
             raise ConfigError("scenarios: each scenario is a table of patches, e.g. [scenarios.no_lookback]")
         data.setdefault("name", path.stem)
@@ -349,6 +357,7 @@ class Experiment:
                 f"scenarios.{bad_names[0]}: a scenario name is letters, digits, '_', '.', '-' "
                 f"(used as a folder name), got {bad_names[0]!r}"
             )
+        names = [BASELINE, *scenarios]
         configs: dict[str, Config] = {}
         errors = []
         for name, patch in [(BASELINE, {})] + list(scenarios.items()):
@@ -356,12 +365,18 @@ class Experiment:
                 configs[name] = _validate(_apply_overrides(_apply_overrides(base, patch), overrides))
             except ConfigError as err:
                 errors.append(f"{_where(name)}: {err}")
-        if errors:
+        if errors and sweep is None:
             raise ConfigError("\n".join(errors))
         parsed: Sweep | None = None
         point_configs: dict[tuple[str, int], Config] = {}
         if sweep is not None:
-            parsed = Sweep.from_table(sweep, configs[BASELINE].seed)
+            # the runs are the sweep points: a scenario need only be valid with a point's values
+            try:
+                seed_value = _apply_overrides(base, overrides)["seed"]
+                seed = _validate(_apply_overrides(Config().to_dict(), {"seed": seed_value})).seed
+            except ConfigError:
+                raise ConfigError("\n".join(errors)) from None
+            parsed = Sweep.from_table(sweep, seed)
             for key in parsed.keys:
                 clashes = [f"scenario {n!r}" for n, patch in scenarios.items() if _overlaps(key, patch)]
                 if _overlaps(key, overrides):
@@ -371,18 +386,28 @@ class Experiment:
                         f"{key!r} is swept in [sweep] and also set by {', '.join(clashes)}; "
                         "allowed: a key is either swept or set"
                     )
+            failed: dict[str, list[tuple[int, str]]] = {}
             for p, point in enumerate(parsed.points):
                 for name, patch in [(BASELINE, {})] + list(scenarios.items()):
                     try:
                         patched = _apply_overrides(_apply_overrides(_apply_overrides(base, point), patch), overrides)
                         point_configs[(name, p)] = _validate(patched)
                     except ConfigError as err:
-                        errors.append(f"sweep point {p} ({_format_point(point)}), {_where(name)}: {err}")
+                        failed.setdefault(name, []).append((p, str(err)))
+            errors = []
+            for name, bad in failed.items():
+                if len(bad) == len(parsed.points) > 1 and len({text for _, text in bad}) == 1:
+                    errors.append(f"{_where(name)} (at every sweep point): {bad[0][1]}")  # not the sweep's doing
+                    continue
+                for p, text in bad:
+                    errors.append(f"sweep point {p} ({_format_point(parsed.points[p])}), {_where(name)}: {text}")
             if errors:
                 shown = errors[:_MAX_ERRORS]
                 if len(errors) > _MAX_ERRORS:
                     shown.append(f"... and {len(errors) - _MAX_ERRORS} more")
                 raise ConfigError("\n".join(shown))
+            # a scenario invalid without a sweep value stands for itself by its first point
+            configs = {name: configs[name] if name in configs else point_configs[(name, 0)] for name in names}
         return cls(
             name=configs[BASELINE].name,
             configs=configs,

@@ -186,7 +186,7 @@ class RunStore:
             folder = manifest.parent
             if folder.relative_to(runs).as_posix() not in wanted:
                 shutil.rmtree(folder, ignore_errors=True)
-        for root, dirs, files in sorted(os.walk(runs, topdown=False)):
+        for root, _, _ in os.walk(runs, topdown=False):  # children before their parents
             if Path(root) != runs and not os.listdir(root):
                 os.rmdir(root)
 

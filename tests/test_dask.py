@@ -264,6 +264,19 @@ def test_command_line_with_two_workers_end_to_end(tmp_path):
     assert "no_channels" in report and "Difference from the baseline" in report
 
 
+def test_command_line_on_an_existing_cluster(client, tmp_path):
+    """--scheduler: the runs go to a running cluster, which is left running."""
+    path = _write(tmp_path, NO_CHANNELS, "remote", replicates=2, households=800)
+    out = tmp_path / "out"
+    proc = run_cli("run", str(path), "--scheduler", client.scheduler.address, "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["workers"] == 2
+    assert client.submit(sum, [1, 2]).result() == 3  # still running
+    serial = Experiment.from_file(path).run()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"), serial.metrics(), check_exact=True)
+
+
 # --- resume after a kill ------------------------------------------------------------------------------------------
 
 SWEEP = '[sweep.grid]\n"policy.channels.cadre.visits_per_village" = [2, 4, 6, 8]\n'

@@ -356,3 +356,33 @@ def test_sweep_from_table_directly():
     sweep = Sweep.from_table({"grid": {"seed": [1, 2, 3]}}, seed=0)
     assert sweep.points == ({"seed": 1}, {"seed": 2}, {"seed": 3}) and sweep.spec["method"] == "grid"
     assert povsim.Experiment is Experiment
+
+
+def test_a_scenario_need_only_be_valid_at_the_sweep_points(tmp_path, nothing_runs):
+    """Without the swept value the scenario is invalid (its channel starts after the file's end); every point is valid."""
+    path = _write(tmp_path, '[scenarios.late_data]\n"policy.channels.data.start" = "2019-06"\n'
+                            '[sweep.grid]\n"simulation.end" = ["2019-12", "2020-12"]\n')
+    exp = Experiment.from_file(path)
+    assert len(exp.runs) == 4
+    assert exp.configs["late_data"] == exp.point_configs[("late_data", 0)]
+    assert exp.configs["baseline"].simulation.end == "2018-12"  # the file's own value where that is valid
+    assert {exp.config_for(r).simulation.end for r in exp.runs} == {"2019-12", "2020-12"}
+    # with the sweep removed, the same scenario is refused
+    path.write_text(path.read_text().split("[sweep.grid]")[0])
+    with pytest.raises(ConfigError, match="scenario 'late_data'.*\n.*policy.channels.data.start = '2019-06'"):
+        Experiment.from_file(path)
+
+
+def test_a_bad_key_at_every_sweep_point_is_reported_once(tmp_path, nothing_runs):
+    text = "".join(f'[scenarios.s{k}]\n"policy.review.enabled" = false\n' for k in range(1, 5))
+    text += '[scenarios.s5]\n"policy.review.enabld" = false\n[sweep.grid]\n"policy.verification.delay" = [0, 1, 2]\n'
+    msg = str(pytest.raises(ConfigError, Experiment.from_file, _write(tmp_path, text)).value)
+    assert msg.startswith("scenario 's5' (at every sweep point): invalid override 'policy.review.enabld'")
+    assert len(msg.splitlines()) == 1 and "allowed keys here: assessment_sd, enabled" in msg
+
+
+def test_replicates_after_a_table_is_explained(tmp_path, nothing_runs):
+    path = tmp_path / "late.toml"
+    path.write_text('name = "late"\n[population]\nhouseholds = 500\nreplicates = 3\n')
+    with pytest.raises(ConfigError, match=r"population.replicates: .*at the top of the file, before the first \[table\]"):
+        Experiment.from_file(path)
