@@ -206,7 +206,10 @@ def _print_experiment(experiment, outcome, metrics: list[str] | None) -> None:
     if experiment.sweep is not None:
         shape += f" x {len(experiment.sweep.points)} sweep points"
     shape += f" x {experiment.replicates} replicate{'s' if experiment.replicates != 1 else ''}"
-    where = f"{info['workers']} Dask workers" if info.get("workers") else "serially"
+    if info["resumed"] == n_runs:
+        where = "all found finished in the output folder"
+    else:
+        where = f"{info['workers']} Dask workers" if info.get("workers") else "serially"
     print(
         f"{experiment.name}: {shape} = {n_runs} runs of {base.population.households:,} households, {where}, "
         f"{info['elapsed_s']:.1f} s ({info['resumed']} already done, "
@@ -258,8 +261,11 @@ def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
     if workers is None and args.scheduler is None:  # one per core, no more than there is work for
         workers = min(available_cores(), args.split if args.split > 1 else n_runs)
     try:
-        with open_client(workers=workers, scheduler=args.scheduler) as client:
-            outcome = experiment.run(client, out=out, progress=not args.quiet, split=args.split)
+        if args.scheduler:
+            with open_client(scheduler=args.scheduler) as client:
+                outcome = experiment.run(client, out=out, progress=not args.quiet, split=args.split)
+        else:  # a local cluster is started only if there is work for it (a resumed experiment may have none)
+            outcome = experiment.run(workers=workers, out=out, progress=not args.quiet, split=args.split)
     except KeyboardInterrupt:
         if n_runs > 1 and (out / "runs").is_dir():
             print(f"povsim: interrupted; finished runs are kept in {out}/: run the same command again to resume",

@@ -177,7 +177,9 @@ class Sweep:
     @classmethod
     def _grid(cls, grid: Any, table: dict[str, Any]) -> "Sweep":
         if not isinstance(grid, dict) or not grid:
-            raise ConfigError('sweep.grid: missing or empty; write e.g. [sweep.grid] "policy.review.assessment_sd" = [0.1, 0.2]')
+            raise ConfigError(
+                'sweep.grid: missing or empty; write e.g. [sweep.grid] "policy.review.assessment_sd" = [0.1, 0.2]'
+            )
         flat = _flatten(grid)
         for key, values in flat.items():
             try:
@@ -208,7 +210,9 @@ class Sweep:
             )
         ranges = table.get("ranges")
         if not isinstance(ranges, dict) or not ranges:
-            raise ConfigError('sweep.ranges: missing or empty; write e.g. [sweep.ranges] "policy.verification.delay" = [0, 3]')
+            raise ConfigError(
+                'sweep.ranges: missing or empty; write e.g. [sweep.ranges] "policy.verification.delay" = [0, 3]'
+            )
         flat = _flatten(ranges)
         kinds = {}
         for key, bounds in flat.items():

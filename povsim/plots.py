@@ -98,8 +98,9 @@ def plot_sweep(summary: pd.DataFrame, points: pd.DataFrame, metric: str, title: 
 
     from .report import LABELS as HEADLINE_LABELS
 
-    if metric not in summary.index.get_level_values("metric"):
-        raise KeyError(f"unknown headline {metric!r}; allowed: {', '.join(dict.fromkeys(summary.index.get_level_values('metric')))}")
+    metrics = list(dict.fromkeys(summary.index.get_level_values("metric")))
+    if metric not in metrics:
+        raise KeyError(f"unknown headline {metric!r}; allowed: {', '.join(metrics)}")
     sub = summary.xs(metric, level="metric")
     keys = list(points.columns)
     numeric = [k for k in keys if pd.api.types.is_numeric_dtype(points[k]) and not pd.api.types.is_bool_dtype(points[k])]

@@ -128,7 +128,8 @@ def test_an_experiment_file_runs_from_the_command_line(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["scenarios"]) == scenarios and manifest["status"] == "complete"
     assert manifest["scenarios"]["plus_lookback"] == {"policy.lookback.enabled": True}
-    assert f"onetime_vs_dynamic: 4 scenarios x {replicates} replicates = {4 * replicates} runs of 2,000 households" in proc.stdout
+    shape = f"4 scenarios x {replicates} replicates = {4 * replicates} runs"
+    assert f"onetime_vs_dynamic: {shape} of 2,000 households" in proc.stdout
     assert "exclusion error, mean %" in proc.stdout and "±" in proc.stdout
     assert "Difference from the baseline, paired" in proc.stdout
     # each rule added moves the outcome; a replicate's seed keeps illness identical across scenarios

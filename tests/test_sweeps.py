@@ -23,6 +23,7 @@ name = "{name}"
 seed = 29
 {top}
 [simulation]
+threads = 1  # many small runs: one engine thread each is fastest on a busy machine (results are the same)
 burn_in_years = 1
 start = "2014-01"
 end = "2018-12"
