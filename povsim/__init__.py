@@ -9,6 +9,12 @@ Quick use::
     result.summary()        # one row per year
     result.plot()           # a matplotlib Figure
 
+    exp = povsim.Experiment.from_file("experiments/onetime_vs_dynamic.toml",
+                                      overrides={"population.households": 10_000, "replicates": 4})
+    outcome = exp.run()     # or exp.run(client) on a Dask cluster, exp.run(workers=2)
+    outcome.summary()       # each scenario: mean and 95% interval across replicates
+    outcome.compare()       # paired differences from the baseline
+
 Importing povsim does no work: the compiled engine is loaded, and compiled or
 read from Numba's cache, only when a run needs it.
 """
@@ -19,7 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Config", "ConfigError", "load_config", "run", "Simulation", "Result", "load_result"]
+__all__ = [
+    "__version__", "Config", "ConfigError", "load_config", "run", "Simulation", "Result", "load_result",
+    "Experiment", "ExperimentResult",
+]
 
 _LAZY = {
     "Config": ("povsim.config", "Config"),
@@ -28,11 +37,14 @@ _LAZY = {
     "Simulation": ("povsim.engine", "Simulation"),
     "Result": ("povsim.results", "Result"),
     "load_result": ("povsim.results", "load_result"),
+    "Experiment": ("povsim.experiments", "Experiment"),
+    "ExperimentResult": ("povsim.experiments", "ExperimentResult"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config, ConfigError, load_config
     from .engine import Simulation
+    from .experiments import Experiment, ExperimentResult
     from .results import Result, load_result
 
 

@@ -1,4 +1,4 @@
-"""The ``povsim`` command line: run experiment files, calibrate, list parameters, remake the
+"""The ``povsim`` command line: run experiment files and sweeps, calibrate, list parameters, remake the
 documentation's figures, start the interactive page.
 
 This module owns argument parsing and what is printed; it calls the library
@@ -6,6 +6,11 @@ and holds no model logic.  Every input is validated before anything is
 simulated or written: a bad file, key or value exits with status 2 and one
 message naming the key path, the value and what is allowed, and no output
 folder is created.
+
+Exit status: 0 when every run finished; 1 when some run failed (the others
+finish and are written; the failures are listed with their scenario, replicate
+and error); 2 for bad input; 130 when interrupted (finished runs are kept, and
+the same command resumes).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Sequence
 
 __all__ = ["main"]
 
+EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 APP_HOST = "127.0.0.1"  #: the page is served on the loopback interface only
 DEFAULT_APP_PORT = 8765
@@ -51,6 +57,65 @@ def _page_households(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: must be 0 or a positive integer")
+    return value
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("experiment", type=Path, help="experiment file (TOML), e.g. experiments/quickstart.toml")
+    run.add_argument(
+        "--households", type=_positive_int, metavar="N", help="households to simulate (population.households)"
+    )
+    run.add_argument("--seed", type=int, metavar="S", help="seed of every random stream (seed), 0 <= S < 2**64")
+    run.add_argument(
+        "--replicates", type=_positive_int, metavar="N",
+        help="runs of each scenario (and sweep point), seeds from SeedSequence(seed).spawn(N) (the file's replicates)",
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set illness.onset_probability=0.02 (repeatable; "
+        "values are read as TOML: 0.2, true, \"2015-01\")",
+    )
+    run.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the engine (simulation.threads)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=_count, metavar="N",
+        help="Dask worker processes of a local cluster (127.0.0.1 only, one thread each); 0 or 1: run serially "
+        "in this process, without Dask (default: one per core, at most one per run)",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786",
+    )
+    run.add_argument(
+        "--split", type=_positive_int, metavar="K", default=1,
+        help="split each run's population into K blocks of whole villages across the workers "
+        "(for very large populations; same metrics bit for bit)",
+    )
+    run.add_argument(
+        "--metric", dest="metrics", action="append", metavar="NAME",
+        help="headline number for the sweep tables (repeatable; default exclusion_error_mean, "
+        "inclusion_error_mean, cost_total_yuan)",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: results/<experiment name>/); an earlier result there is replaced, "
+        "an unfinished run of the same experiment is resumed, a folder of other files is refused",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -63,34 +128,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="run an experiment file",
-        description="Run an experiment file (TOML): print a per-year summary (or, for a file with "
-        "[scenarios], a side-by-side table of every scenario) and write metrics.parquet, events.parquet, "
-        "delays.parquet, config.json, manifest.json and errors.png to --out (one folder per scenario).",
+        help="run an experiment file: every scenario x sweep point x replicate",
+        description="Run an experiment file (TOML). One run prints a per-year summary and writes "
+        "metrics.parquet, events.parquet, delays.parquet, config.json, manifest.json and errors.png to --out. "
+        "Several runs (scenarios, replicates, a sweep) print each scenario's headline numbers with 95%% intervals "
+        "and the paired differences from the baseline, and write runs/ (each run as it finishes), metrics.parquet, "
+        "summary.csv, comparison.csv, figures and report.html; started again, an unfinished experiment resumes.",
     )
-    run.add_argument("experiment", type=Path, help="experiment file (TOML), e.g. experiments/quickstart.toml")
-    run.add_argument(
-        "--households", type=_positive_int, metavar="N", help="households to simulate (population.households)"
+    _add_run_options(run)
+    sweep = sub.add_parser(
+        "sweep",
+        help="run an experiment file with a [sweep] and print one row per sweep point",
+        description="Run an experiment file that has a [sweep] (a grid, or an LHS or Sobol sample of parameter "
+        "ranges), exactly as `povsim run` does, and print a table per headline number: one row per sweep point, "
+        "the swept values, each scenario's mean with its 95%% interval, and the paired differences from the baseline.",
     )
-    run.add_argument("--seed", type=int, metavar="S", help="seed of every random stream (seed), 0 <= S < 2**64")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set illness.onset_probability=0.02 (repeatable; "
-        "values are read as TOML: 0.2, true, \"2015-01\")",
-    )
-    run.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the engine (simulation.threads)")
-    run.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="output folder (default: results/<experiment name>/); an earlier result there is replaced, "
-        "a folder of other files is refused",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    _add_run_options(sweep)
 
     cal = sub.add_parser(
         "calibrate",
@@ -191,6 +244,8 @@ def _load(args: argparse.Namespace):
         overrides["seed"] = args.seed
     if args.threads is not None:
         overrides["simulation.threads"] = args.threads
+    if args.replicates is not None:
+        overrides["replicates"] = args.replicates
     return Experiment.from_file(args.experiment, overrides=overrides)
 
 
@@ -212,60 +267,124 @@ def format_summary(summary) -> str:
     return table.to_string()
 
 
-def format_comparison(table) -> str:
-    """The side-by-side scenario table as printed: rates in percent, money in million yuan."""
-    out = table.copy()
-    for col in [c for c in out.columns if "error" in c or "rate" in c]:
-        out[col] = (100 * out[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
-    for col in ("cost_total_yuan", "transfers_yuan"):
-        out[col] = (out[col] / 1e6).map(lambda v: f"{v:,.2f}")
-    for col in ("detection_delay_mean",):
-        out[col] = out[col].map(lambda v: "-" if v != v else f"{v:.1f}")
-    for col in ("poor_household_months", "entered", "exited", "wrong_exit", "return_to_poverty"):
-        out[col] = out[col].map(lambda v: f"{v:,.0f}")
-    labels = {
-        "exclusion_error_mean": "exclusion error, mean %",
-        "inclusion_error_mean": "inclusion error, mean %",
-        "exclusion_error_end": "exclusion error, end %",
-        "inclusion_error_end": "inclusion error, end %",
-        "headcount_rate_end": "headcount, end %",
-        "poor_household_months": "poor household-months",
-        "detection_delay_mean": "detection delay, months",
-        "entered": "entries",
-        "exited": "exits",
-        "wrong_exit": "wrong exits",
-        "return_to_poverty": "returns to poverty",
-        "cost_total_yuan": "cost (M yuan)",
-        "transfers_yuan": "transfers (M yuan)",
-    }
-    return out.rename(columns=labels).T.to_string()
+def format_comparison(summary) -> str:
+    """The side-by-side scenario table as printed: mean ± 95 % half-width (rates in percent, money in M yuan)."""
+    from .report import scenario_table
+
+    return scenario_table(summary).to_string()
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def format_differences(compare) -> str:
+    """Paired differences from the baseline as printed (rates in percentage points)."""
+    from .report import difference_table
+
+    return difference_table(compare).to_string()
+
+
+SWEEP_METRICS = ("exclusion_error_mean", "inclusion_error_mean", "cost_total_yuan")
+
+
+def _print_single(experiment, outcome) -> None:
+    (result,) = outcome.runs.values()
+    m = result.manifest
+    print(
+        f"{experiment.name}: {m['households']:,} households, {m['months_simulated']} months "
+        f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
+        f"{m['household_months_per_s']:.3g} household-months/s, "
+        f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}"
+        + (f", {m['blocks']} blocks on {m['workers']} workers" if "blocks" in m else "")
+    )
+    print("Year-end stocks (headcount over people; errors over households); flows and cost summed over the year:")
+    print(format_summary(result.summary()))
+
+
+def _print_experiment(experiment, outcome, metrics: list[str] | None) -> None:
+    from .report import LABELS, sweep_table
+
+    info = outcome.info
+    n_runs = len(experiment.runs)
+    base = experiment.configs["baseline"]
+    shape = f"{len(experiment.configs)} scenario{'s' if len(experiment.configs) != 1 else ''}"
+    if experiment.sweep is not None:
+        shape += f" x {len(experiment.sweep.points)} sweep points"
+    shape += f" x {experiment.replicates} replicate{'s' if experiment.replicates != 1 else ''}"
+    if info["resumed"] == n_runs:
+        where = "all found finished in the output folder"
+    else:
+        where = f"{info['workers']} Dask workers" if info.get("workers") else "serially"
+    print(
+        f"{experiment.name}: {shape} = {n_runs} runs of {base.population.households:,} households, {where}, "
+        f"{info['elapsed_s']:.1f} s ({info['resumed']} already done, "
+        f"{len(outcome.runs) - info['resumed']} run, {len(outcome.failures)} failed)"
+    )
+    if not outcome.runs:
+        return
+    summary = outcome.summary()
+    compare = outcome.compare() if len(experiment.configs) > 1 else None
+    note = (
+        f"mean over {experiment.replicates} replicates ± half-width of its 95% interval (t)"
+        if experiment.replicates > 1 else "one replicate"
+    )
+    if experiment.sweep is None:
+        print(f"Scenarios side by side ({note}; errors: mean over months with a register, and at the end):")
+        print(format_comparison(summary))
+        if compare is not None:
+            print("Difference from the baseline, paired replicate by replicate (same seeds; rates in points):")
+            print(format_differences(compare))
+        return
+    points = outcome.points()
+    for metric in metrics or SWEEP_METRICS:
+        print(f"{LABELS.get(metric, metric)} by sweep point ({note}):")
+        print(sweep_table(summary, points, metric).to_string())
+        if compare is not None:
+            print(f"{LABELS.get(metric, metric)}, minus the baseline (paired):")
+            print(sweep_table(compare, points, metric, signed=True).to_string())
+
+
+def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
+    from .cluster import available_cores, open_client
+    from .config import ConfigError
+    from .experiments import HEADLINE
     from .results import check_replaceable
 
     experiment = _load(args)
+    if sweep_view and experiment.sweep is None:
+        raise ConfigError(
+            f"{str(args.experiment)!r} has no [sweep] table; allowed: a file with [sweep.grid] or "
+            "[sweep] method/samples/[sweep.ranges] (use `povsim run` for scenarios and replicates)"
+        )
+    for metric in args.metrics or []:
+        if metric not in HEADLINE:
+            raise ConfigError(f"--metric {metric!r}: unknown headline number; allowed: {', '.join(HEADLINE)}")
     out = args.out if args.out is not None else Path("results") / experiment.name
     check_replaceable(out)
-    outcome = experiment.run(progress=not args.quiet)
-    path = outcome.save(out)
-    if not args.quiet:
-        for name, result in outcome.results.items():
-            m = result.manifest
-            label = experiment.name if len(outcome.results) == 1 else f"{experiment.name} / {name}"
-            print(
-                f"{label}: {m['households']:,} households, {m['months_simulated']} months "
-                f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
-                f"{m['household_months_per_s']:.3g} household-months/s, "
-                f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}"
-            )
-        if len(outcome.results) == 1:
-            print("Year-end stocks (headcount over people; errors over households); flows and cost summed over the year:")
-            print(format_summary(result.summary()))
+    n_runs = len(experiment.runs)
+    workers = args.workers
+    if workers is None and args.scheduler is None:  # one per core, no more than there is work for
+        workers = min(available_cores(), args.split if args.split > 1 else n_runs)
+    try:
+        if args.scheduler:
+            with open_client(scheduler=args.scheduler) as client:
+                outcome = experiment.run(client, out=out, progress=not args.quiet, split=args.split)
+        else:  # a local cluster is started only if there is work for it (a resumed experiment may have none)
+            outcome = experiment.run(workers=workers, out=out, progress=not args.quiet, split=args.split)
+    except KeyboardInterrupt:
+        if n_runs > 1 and (out / "runs").is_dir():
+            print(f"povsim: interrupted; finished runs are kept in {out}/: run the same command again to resume",
+                  file=sys.stderr)
+            return 130
+        raise
+    for spec, error in outcome.failures.items():
+        print(f"povsim: run failed: {spec.describe()}: {error}", file=sys.stderr)
+    if not args.quiet and outcome.runs:
+        if n_runs == 1:
+            _print_single(experiment, outcome)
         else:
-            print("Scenarios side by side (errors: mean over months with a register, and at the end):")
-            print(format_comparison(outcome.summary()))
-        print(f"written to {path}/")
+            _print_experiment(experiment, outcome, args.metrics)
+        print(f"written to {out}/" + (" (report.html)" if n_runs > 1 else ""))
+    if outcome.failures:
+        print(f"povsim: {len(outcome.failures)} of {n_runs} runs failed", file=sys.stderr)
+        return EXIT_RUN_FAILED
     return 0
 
 
@@ -435,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "sweep":
+            return _cmd_run(args, sweep_view=True)
         if args.command == "calibrate":
             return _cmd_calibrate(args)
         if args.command == "params":
@@ -443,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_figures(args)
         if args.command == "app":
             return _cmd_app(args)
-    except (ConfigError, FileExistsError) as err:
+    except (ConfigError, FileExistsError, ConnectionError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `povsim params | head`

@@ -30,7 +30,14 @@ __all__ = [
     "parse_month",
     "format_month",
     "parameter_table",
+    "EXPERIMENT_KEYS",
 ]
+
+#: Top-level keys of an experiment file that are not config keys: they describe the
+#: experiment (its scenarios, replicates and sweep) and are read by
+#: :mod:`povsim.experiments`.  :func:`load_config` reads a file's baseline and leaves
+#: them out; as overrides or in a config they are unknown keys.
+EXPERIMENT_KEYS = ("scenarios", "replicates", "sweep")
 
 SRC_NBS_LINE = "NBS rural poverty line (../shared/targets/china_rural_poverty.toml, national_line)"
 SRC_ASSUMPTION = "modelling assumption, to be calibrated (issue 5)"
@@ -752,7 +759,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
     ``path=None`` gives the defaults.  Raises :class:`ConfigError` for a missing
     file, malformed TOML, an unknown key, a wrong type or a value out of range.
-    Scenarios (``[scenarios.*]``) are read by :mod:`povsim.experiments`, not here.
+    The experiment-level keys (:data:`EXPERIMENT_KEYS`: ``[scenarios.*]``,
+    ``replicates``, ``[sweep]``) are read by :mod:`povsim.experiments`, not here:
+    this returns the file's baseline config.
     """
     data: dict[str, Any] = {}
     if path is None:
@@ -765,7 +774,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
-        data.pop("scenarios", None)
+        for key in EXPERIMENT_KEYS:
+            data.pop(key, None)
         data.setdefault("name", path.stem)
     merged = _merge(Config, Config().to_dict(), data)
     return _validate(_apply_overrides(merged, overrides))

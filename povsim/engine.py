@@ -67,14 +67,24 @@ class Simulation:
     ``Simulation(cfg).run()`` is what :func:`povsim.run` does; stepping by hand
     (``sim.step()``) lets a notebook inspect ``sim.population.households``
     between months.
+
+    ``population`` replaces the configured population, e.g. a block of whole
+    villages of a larger one (``build_population(cfg, villages=(v0, v1))``): such
+    a block cannot compute the registration quotas alone (they need every
+    village's poor count), so its driver passes each month's ``quota`` to
+    :meth:`step` (see :mod:`povsim.cluster`).
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, population: Population | None = None):
         self.config = config
         self.timeline = Timeline.from_config(config)
         self.params: Params = make_params(config)
         self.key = split_seed(config.seed)
-        self.population: Population = build_population(config)
+        self.population: Population = build_population(config) if population is None else population
+        #: a block of a larger population: its quotas must come from the driver
+        self.is_block = population is not None and (
+            population.first_id != 0 or population.n_households != config.population.households
+        )
         self._per_block = villages_per_block(self.population.n_villages)
         n_blocks = -(-self.population.n_villages // self._per_block)
         self._block_totals = np.zeros((max(n_blocks, 1), M.N_SLOTS), np.int64)
@@ -86,14 +96,30 @@ class Simulation:
     def done(self) -> bool:
         return self.month > self.timeline.end
 
-    def step(self) -> np.ndarray:
-        """Simulate the next month; return its totals (int64, one per metrics slot)."""
+    @property
+    def quota_month(self) -> bool:
+        """Whether the next month is the month of a registration by quota."""
+        return self.month == self.params.registration_month and self.params.registration_method == METHOD_QUOTA
+
+    def step(self, quota: np.ndarray | None = None) -> np.ndarray:
+        """Simulate the next month; return its totals (int64, one per metrics slot).
+
+        ``quota`` gives every village's registration quota in a quota month
+        (computed here from this population when omitted); other months ignore it.
+        """
         if self.done:
             raise RuntimeError(f"the run ended at {self.timeline.label(self.timeline.end)}")
         m = self.month
         pop = self.population
-        quota = self._no_quota
-        if m == self.params.registration_month and self.params.registration_method == METHOD_QUOTA:
+        if not self.quota_month:
+            quota = self._no_quota
+        elif quota is not None:
+            quota = np.ascontiguousarray(quota, dtype=np.int64)
+            if quota.shape != (pop.n_villages,):
+                raise ValueError(f"quota has shape {quota.shape}; allowed: one per village, ({pop.n_villages},)")
+        elif self.is_block:
+            raise RuntimeError("a block of a split population needs its quotas from the driver in the quota month")
+        else:
             reg = self.config.policy.registration
             quota = registration_quotas(
                 pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id,

@@ -135,7 +135,7 @@ class Population:
     households: Households
     village_start: np.ndarray  #: int64, (villages + 1,): first household of each village
     village_county: np.ndarray  #: int32, county of each village
-    county_province: np.ndarray  #: int32, province of each county
+    county_province: np.ndarray  #: int32, province of each county (every county of the whole population)
     first_id: int = 0  #: global id of household 0 (non-zero for a block of a larger population)
 
     @property
@@ -244,13 +244,27 @@ def _build_households(
             )
 
 
-def build_population(cfg: Config) -> Population:
+def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Population:
     """Build the configured population: structure, then every household's fixed traits.
 
-    Income history starts empty; the burn-in fills it before the first reported month.
+    ``villages=(v0, v1)`` builds only villages ``v0 .. v1-1`` of the configured
+    population: a block of whole villages whose households carry their global
+    ids (``first_id`` = the global id of the block's first household) and whose
+    villages keep their global counties, so every household is drawn exactly as
+    in the whole population.  Income history starts empty; the burn-in fills it
+    before the first reported month.
     """
     village_start, village_county, county_province = structure(cfg)
-    n = cfg.population.households
+    first_id = 0
+    if villages is not None:
+        v0, v1 = (int(v) for v in villages)
+        n_villages = village_county.shape[0]
+        if not 0 <= v0 < v1 <= n_villages:
+            raise ValueError(f"villages={villages!r}: allowed 0 <= v0 < v1 <= {n_villages} (villages in the population)")
+        first_id = int(village_start[v0])
+        village_start = village_start[v0 : v1 + 1] - first_id
+        village_county = village_county[v0:v1].copy()
+    n = int(village_start[-1])
     hh = allocate(n)
     k0, k1 = rng.split_seed(cfg.seed)
     inc = cfg.income
@@ -264,7 +278,7 @@ def build_population(cfg: Config) -> Population:
         village_start,
         village_county,
         county_mean,
-        0,
+        first_id,
         k0,
         k1,
         size_cdf,
@@ -277,4 +291,4 @@ def build_population(cfg: Config) -> Population:
         cfg.policy.channels.data.coverage_formal,
         cfg.policy.channels.data.coverage_informal,
     )
-    return Population(hh, village_start, village_county, county_province)
+    return Population(hh, village_start, village_county, county_province, first_id=first_id)

@@ -48,30 +48,58 @@ class Result:
 
     @classmethod
     def from_run(cls, sim, wall_time: float, threads: int) -> "Result":
+        """The result of a finished :class:`~povsim.engine.Simulation`."""
+        pop = sim.population
+        return cls.from_totals(
+            sim.config,
+            sim.timeline,
+            sim.totals,
+            wall_time=wall_time,
+            threads=threads,
+            structure={
+                "households": pop.n_households,
+                "villages": pop.n_villages,
+                "counties": pop.n_counties,
+                "provinces": pop.n_provinces,
+                "bytes_per_household": pop.bytes_per_household(),
+            },
+        )
+
+    @classmethod
+    def from_totals(
+        cls, config: Config, timeline, totals: dict[int, Any], wall_time: float, threads: int,
+        structure: dict[str, Any], extra: dict[str, Any] | None = None,
+    ) -> "Result":
+        """The result of a run from its monthly totals (month -> int64 slots, reported months).
+
+        ``structure`` gives households, villages, counties, provinces and
+        bytes_per_household for the manifest; ``extra`` adds manifest entries
+        (a split run records its blocks and workers).
+        """
         import numba
         import numpy
 
         from . import __version__
         from . import metrics as M
 
-        tl = sim.timeline
-        pop = sim.population
-        months = sorted(sim.totals)
-        totals = numpy.array([sim.totals[m] for m in months], dtype=numpy.int64).reshape(len(months), M.N_SLOTS)
+        tl = timeline
+        months = sorted(totals)
+        table_totals = numpy.array([totals[m] for m in months], dtype=numpy.int64).reshape(len(months), M.N_SLOTS)
         data_start = tl.channels.get("data")
         running = [data_start is not None and m >= data_start for m in months]
-        table = M.derive(totals, months, costs=sim.config.policy.cost, data_running=running)
-        events = event_table(totals, months, tl.events)
-        delays = M.delay_histogram(totals)
+        table = M.derive(table_totals, months, costs=config.policy.cost, data_running=running)
+        events = event_table(table_totals, months, tl.events)
+        delays = M.delay_histogram(table_totals)
+        households = int(structure["households"])
         manifest = {
             "povsim_version": __version__,
-            "name": sim.config.name,
-            "seed": sim.config.seed,
+            "name": config.name,
+            "seed": config.seed,
             "threads": int(threads),
-            "households": pop.n_households,
-            "villages": pop.n_villages,
-            "counties": pop.n_counties,
-            "provinces": pop.n_provinces,
+            "households": households,
+            "villages": int(structure["villages"]),
+            "counties": int(structure["counties"]),
+            "provinces": int(structure["provinces"]),
             "months_simulated": tl.n_simulated,
             "months_burn_in": tl.n_burn_in,
             "months_reported": len(table),
@@ -79,15 +107,16 @@ class Result:
             "first_reported_month": format_month(tl.start),
             "last_reported_month": format_month(tl.end),
             "wall_time_s": round(wall_time, 3),
-            "household_months_per_s": round(pop.n_households * tl.n_simulated / max(wall_time, 1e-9)),
-            "bytes_per_household": round(pop.bytes_per_household(), 3),
+            "household_months_per_s": round(households * tl.n_simulated / max(wall_time, 1e-9)),
+            "bytes_per_household": round(float(structure["bytes_per_household"]), 3),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "numpy": numpy.__version__,
             "numba": numba.__version__,
             "pandas": pd.__version__,
+            **(extra or {}),
         }
-        return cls(metrics=table, config=sim.config, manifest=manifest, events=events, delays=delays)
+        return cls(metrics=table, config=config, manifest=manifest, events=events, delays=delays)
 
     def detection_delays(self) -> pd.DataFrame:
         """Registrations of truly poor households by route (rows) and months from falling poor (columns)."""

@@ -77,6 +77,9 @@ __all__ = [
     "household_events",
     "village_month",
     "lookback_month",
+    "registration_quotas",
+    "village_poor_counts",
+    "quotas_from_counts",
     "NO_MONTH",
     "METHOD_THRESHOLD",
     "METHOD_QUOTA",
@@ -716,23 +719,39 @@ def _largest_remainder(total, weights, out):
 
 
 @nb.njit(cache=True)
-def registration_quotas(flags, village_start, village_county, n_counties, first_id, p, scale, county_sd, village_sd, k0, k1):
-    """Village quotas for the one-time registration.
+def village_poor_counts(flags, village_start):
+    """Households truly poor at the end of last month (``FLAG_POOR``), per village: the survey behind the quotas.
 
-    From the survey (last month's true poverty, ``FLAG_POOR``), the national quota
-    is ``scale`` x the number of poor households (the national survey measures the
-    total well); it is shared among counties in proportion to county estimates
-    with log-normal error, and each county's among its villages in
-    proportion to noisy village estimates.  A village's quota is capped at its size.
+    A block of a split population counts its own villages; the driver joins the
+    blocks' counts in village order and calls :func:`quotas_from_counts` once.
     """
-    n_villages = village_county.shape[0]
-    poor_v = np.zeros(n_villages, np.float64)
+    n_villages = village_start.shape[0] - 1
+    poor_v = np.zeros(n_villages, np.int64)
     for v in range(n_villages):
         count = 0
         for i in range(village_start[v], village_start[v + 1]):
             if flags[i] & FLAG_POOR:
                 count += 1
         poor_v[v] = count
+    return poor_v
+
+
+@nb.njit(cache=True)
+def quotas_from_counts(poor_counts, village_start, village_county, n_counties, first_id, scale, county_sd, village_sd, k0, k1):
+    """Village quotas from every village's count of poor households (a global step).
+
+    The national quota is ``scale`` x the number of poor households (the national
+    survey measures the total well); it is shared among counties in proportion to
+    county estimates with log-normal error, and each county's among its villages in
+    proportion to noisy village estimates.  A village's quota is capped at its
+    size.  County draws are keyed by the county id and village draws by the
+    global id of the village's first household (``first_id + village_start[v]``),
+    so ids must be global: the whole population's structure, not a block's.
+    """
+    n_villages = village_county.shape[0]
+    poor_v = np.zeros(n_villages, np.float64)
+    for v in range(n_villages):
+        poor_v[v] = poor_counts[v]
     estimate_c = np.zeros(n_counties, np.float64)
     for v in range(n_villages):
         estimate_c[village_county[v]] += poor_v[v]
@@ -761,3 +780,18 @@ def registration_quotas(flags, village_start, village_county, n_counties, first_
             quota[j] = min(quota[j], village_start[j + 1] - village_start[j])
         v = v_end
     return quota
+
+
+@nb.njit(cache=True)
+def registration_quotas(flags, village_start, village_county, n_counties, first_id, p, scale, county_sd, village_sd, k0, k1):
+    """Village quotas for the one-time registration of a whole population.
+
+    From the survey (last month's true poverty, ``FLAG_POOR``) counted per village
+    (:func:`village_poor_counts`), :func:`quotas_from_counts` estimates each
+    county's poor, sets the national quota and shares it out.  A population split
+    into blocks runs the two halves separately: counts per block, quotas once.
+    """
+    poor_counts = village_poor_counts(flags, village_start)
+    return quotas_from_counts(
+        poor_counts, village_start, village_county, n_counties, first_id, scale, county_sd, village_sd, k0, k1
+    )

@@ -14,9 +14,10 @@ from helpers import REPO, run_cli
 
 import povsim
 from povsim import metrics as M
-from povsim.config import Config, ConfigError
-from povsim.experiments import Experiment, ExperimentResult, headline
+from povsim.config import EXPERIMENT_KEYS, Config, ConfigError
+from povsim.experiments import Experiment, ExperimentResult, RunSpec, headline
 from povsim.results import FILES
+from povsim.store import RUN_FILES
 
 #: experiment files; calibration files (`experiment = ...`) and targets files (`[[targets]]`) are tested
 #: in test_calibrate.py
@@ -30,6 +31,9 @@ HEADLINE = [
     "return_to_poverty", "cost_total_yuan", "transfers_yuan",
 ]
 COMPARISON_FIGURES = ["exclusion_error.png", "headcount_rate.png", "inclusion_error.png"]
+#: what an experiment of several runs writes beside runs/ (see povsim.store)
+EXPERIMENT_FILES = ["manifest.json", "metrics.parquet", "headlines.csv", "summary.csv", "comparison.csv",
+                    "report.html", "runs"] + COMPARISON_FIGURES
 
 #: a small, quick baseline for experiments written by the tests
 SMALL = """
@@ -70,6 +74,8 @@ def test_every_experiment_file_loads_and_validates(path):
     scenarios = data.get("scenarios", {})
     assert exp.name == data.get("name", path.stem) == path.stem
     assert exp.scenarios == ["baseline", *scenarios]
+    assert exp.replicates == data.get("replicates", 1)
+    assert len(exp.runs) == len(exp.scenarios) * exp.replicates * (len(exp.sweep.points) if exp.sweep else 1)
     for name, config in exp.configs.items():
         assert isinstance(config, Config)
         assert Config.model_validate(config.to_dict()) == config  # a valid, complete config
@@ -77,7 +83,7 @@ def test_every_experiment_file_loads_and_validates(path):
         for key, value in scenarios.get(name, {}).items():
             assert _get(config, key) == value, (name, key)
     # every value the file sets is in the resolved baseline
-    for key, value in _leaves({k: v for k, v in data.items() if k != "scenarios"}).items():
+    for key, value in _leaves({k: v for k, v in data.items() if k not in EXPERIMENT_KEYS}).items():
         assert _get(exp.configs["baseline"], key) == value, key
 
 
@@ -101,36 +107,47 @@ def test_scenario_names_match_their_patches():
 
 
 def test_an_experiment_file_runs_from_the_command_line(tmp_path):
-    """onetime_vs_dynamic.toml at a tiny scale: one folder per scenario, the summary and the figures."""
+    """onetime_vs_dynamic.toml at a tiny scale: a folder per run, the tables, the figures and the report."""
     path = REPO / "experiments" / "onetime_vs_dynamic.toml"
+    replicates = tomllib.loads(path.read_text())["replicates"]
+    assert replicates >= 2
     out = tmp_path / "out"
-    proc = run_cli("run", str(path), "--households", "2000", "--threads", "2", "--out", str(out), cwd=tmp_path)
+    proc = run_cli("run", str(path), "--households", "2000", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     scenarios = ["baseline", "plus_lookback", "plus_reviews", "plus_channels"]
-    assert sorted(os.listdir(out)) == sorted(scenarios + ["summary.csv", "manifest.json"] + COMPARISON_FIGURES)
+    assert sorted(os.listdir(out)) == sorted(EXPERIMENT_FILES)
+    assert sorted(os.listdir(out / "runs")) == sorted(scenarios)
+    reps = [f"rep-{k:04d}" for k in range(replicates)]
+    results = {}
     for name in scenarios:
-        assert sorted(os.listdir(out / name)) == sorted(FILES), name
-        result = povsim.load_result(out / name)
-        assert result.manifest["households"] == 2000
-        assert result.config.simulation.burn_in_years == 5  # the file's defaults, only households overridden
-    summary = pd.read_csv(out / "summary.csv", index_col="scenario")
-    assert list(summary.index) == scenarios
-    assert list(summary.columns) == HEADLINE
+        assert sorted(os.listdir(out / "runs" / name)) == reps, name
+        for k, rep in enumerate(reps):
+            assert sorted(os.listdir(out / "runs" / name / rep)) == sorted(RUN_FILES)
+            result = results[name, k] = povsim.load_result(out / "runs" / name / rep)
+            assert result.manifest["households"] == 2000
+            assert result.config.simulation.burn_in_years == 5  # the file's defaults, only households overridden
+    summary = pd.read_csv(out / "summary.csv", index_col=["scenario", "metric"])
+    assert list(dict.fromkeys(summary.index.get_level_values("scenario"))) == scenarios
+    assert list(dict.fromkeys(summary.index.get_level_values("metric"))) == HEADLINE
+    assert (summary.xs("entered", level="metric")["n"] == replicates).all()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert list(manifest["scenarios"]) == scenarios
+    assert list(manifest["scenarios"]) == scenarios and manifest["status"] == "complete"
     assert manifest["scenarios"]["plus_lookback"] == {"policy.lookback.enabled": True}
-    for name in scenarios:
-        assert f"onetime_vs_dynamic / {name}: 2,000 households" in proc.stdout
-    assert "exclusion error, mean %" in proc.stdout
-    # each rule added moves the outcome; the shared seed keeps illness identical across scenarios
-    results = {name: povsim.load_result(out / name) for name in scenarios}
+    shape = f"4 scenarios x {replicates} replicates = {4 * replicates} runs"
+    assert f"onetime_vs_dynamic: {shape} of 2,000 households" in proc.stdout
+    assert "exclusion error, mean %" in proc.stdout and "±" in proc.stdout
+    assert "Difference from the baseline, paired" in proc.stdout
+    # each rule added moves the outcome; a replicate's seed keeps illness identical across scenarios
     for name in scenarios[1:]:
-        pd.testing.assert_series_equal(results[name].metrics["ill"], results["baseline"].metrics["ill"])
-    assert results["baseline"].metrics["removed_lookback"].sum() == 0
-    assert results["plus_lookback"].metrics["removed_lookback"].sum() > 0
-    assert results["plus_lookback"].metrics["exited"].sum() == 0
-    assert results["plus_reviews"].metrics["exited"].sum() > 0
-    assert results["plus_channels"].metrics["entered_cadre"].sum() > 0
+        for k in range(replicates):
+            pd.testing.assert_series_equal(results[name, k].metrics["ill"], results["baseline", k].metrics["ill"])
+            assert results[name, k].config.seed == results["baseline", k].config.seed
+    assert results["baseline", 0].config.seed != results["baseline", 1].config.seed
+    assert sum(results["baseline", k].metrics["removed_lookback"].sum() for k in range(replicates)) == 0
+    assert results["plus_lookback", 0].metrics["removed_lookback"].sum() > 0
+    assert results["plus_lookback", 0].metrics["exited"].sum() == 0
+    assert results["plus_reviews", 0].metrics["exited"].sum() > 0
+    assert results["plus_channels", 0].metrics["entered_cadre"].sum() > 0
 
 
 # --- bad experiments: refused before anything runs ------------------------------------------------------------
@@ -239,41 +256,54 @@ def two(tmp_path_factory):
 
 def test_good_experiment_runs_every_scenario(two):
     exp, outcome = two
-    assert isinstance(outcome, ExperimentResult)
+    assert isinstance(outcome, ExperimentResult) and outcome.ok
     assert exp.scenarios == ["baseline", "no_channels"]
-    assert list(outcome.results) == exp.scenarios
-    for name, result in outcome.results.items():
+    assert exp.replicates == 1 and exp.seeds == [3]  # one replicate runs the file's seed itself
+    assert list(outcome.runs) == [RunSpec("baseline", 0, 3), RunSpec("no_channels", 0, 3)]
+    results = {spec.scenario: result for spec, result in outcome.runs.items()}
+    for name, result in results.items():
         assert result.config == exp.configs[name]
         # a scenario runs exactly what povsim.run runs for its config
         pd.testing.assert_frame_equal(result.metrics, povsim.run(exp.configs[name]).metrics, check_exact=True)
-    assert outcome.results["no_channels"].metrics[[f"flags_{c}" for c in M.CHANNELS]].to_numpy().sum() == 0
-    assert outcome.results["baseline"].metrics[[f"flags_{c}" for c in M.CHANNELS]].to_numpy().sum() > 0
+    assert results["no_channels"].metrics[[f"flags_{c}" for c in M.CHANNELS]].to_numpy().sum() == 0
+    assert results["baseline"].metrics[[f"flags_{c}" for c in M.CHANNELS]].to_numpy().sum() > 0
 
 
-def test_good_experiment_summary_has_one_row_per_scenario(two):
+def test_good_experiment_summary_has_one_row_per_scenario_and_metric(two):
     exp, outcome = two
     s = outcome.summary()
-    assert list(s.index) == ["baseline", "no_channels"] and s.index.name == "scenario"
-    assert list(s.columns) == HEADLINE
-    for name, result in outcome.results.items():
-        assert s.loc[name].to_dict() == pytest.approx(headline(result), nan_ok=True)
+    assert s.index.names == ["scenario", "metric"]
+    assert list(s.columns) == ["mean", "low", "high", "sd", "n"]
+    assert list(s.index) == [(name, metric) for name in ("baseline", "no_channels") for metric in HEADLINE]
+    assert (s["n"] <= 1).all() and s["low"].isna().all() and s["high"].isna().all()  # one replicate: no interval
+    for spec, result in outcome.runs.items():
+        name = spec.scenario
+        assert s.loc[name, "mean"].to_dict() == pytest.approx(headline(result), nan_ok=True)
         m = result.metrics
         entered = m[[f"entered_{r}" for r in M.ROUTES]].to_numpy().sum()
-        assert s.loc[name, "entered"] == entered
-        assert s.loc[name, "exited"] == m["exited"].sum()
-        assert s.loc[name, "cost_total_yuan"] == pytest.approx(m["cost_total"].sum())
-        assert s.loc[name, "exclusion_error_end"] == m["exclusion_error"].iloc[-1]
-        assert s.loc[name, "exclusion_error_mean"] == pytest.approx(m.loc[m["registered"] > 0, "exclusion_error"].mean())
+        assert s.loc[(name, "entered"), "mean"] == entered
+        assert s.loc[(name, "exited"), "mean"] == m["exited"].sum()
+        assert s.loc[(name, "cost_total_yuan"), "mean"] == pytest.approx(m["cost_total"].sum())
+        assert s.loc[(name, "exclusion_error_end"), "mean"] == m["exclusion_error"].iloc[-1]
+        assert s.loc[(name, "exclusion_error_mean"), "mean"] == pytest.approx(
+            m.loc[m["registered"] > 0, "exclusion_error"].mean())
         # households poor since before the record began (column "unknown") have no observed onset
         d = result.detection_delays().drop(columns="unknown").to_numpy()
-        assert s.loc[name, "detection_delay_mean"] == pytest.approx((d * np.arange(d.shape[1])).sum() / d.sum())
+        assert s.loc[(name, "detection_delay_mean"), "mean"] == pytest.approx(
+            (d * np.arange(d.shape[1])).sum() / d.sum())
+    diff = outcome.compare()
+    assert list(diff.index) == [("no_channels", metric) for metric in HEADLINE]
+    for metric in HEADLINE:
+        expected = s.loc[("no_channels", metric), "mean"] - s.loc[("baseline", metric), "mean"]
+        assert diff.loc[("no_channels", metric), "mean"] == pytest.approx(expected, nan_ok=True)
 
 
 def test_good_experiment_tidy_metrics_and_manifest(two):
     exp, outcome = two
     tidy = outcome.metrics()
-    assert tidy.columns[0] == "scenario" and list(tidy.columns[1:]) == list(M.COLUMNS)
+    assert list(tidy.columns[:2]) == ["scenario", "replicate"] and list(tidy.columns[2:]) == list(M.COLUMNS)
     assert list(tidy["scenario"].unique()) == exp.scenarios
+    assert (tidy["replicate"] == 0).all()
     assert len(tidy) == 2 * 96
     manifest = outcome.manifest()
     assert manifest["experiment"] == "two" and manifest["seed"] == 3
@@ -281,39 +311,43 @@ def test_good_experiment_tidy_metrics_and_manifest(two):
         f"policy.channels.{c}.enabled": False for c in ("self", "cadre", "data", "hotline")}}
 
 
-def test_good_experiment_saves_a_folder_per_scenario(two, tmp_path):
+def test_good_experiment_saves_a_folder_per_run(two, tmp_path):
     _, outcome = two
     path = outcome.save(tmp_path / "out")
-    assert sorted(os.listdir(path)) == sorted(["baseline", "no_channels", "summary.csv", "manifest.json"]
-                                              + COMPARISON_FIGURES)
+    assert sorted(os.listdir(path)) == sorted(EXPERIMENT_FILES)
     assert sorted(os.listdir(tmp_path)) == ["out"]
-    for name, result in outcome.results.items():
-        assert sorted(os.listdir(path / name)) == sorted(FILES)
-        pd.testing.assert_frame_equal(povsim.load_result(path / name).metrics, result.metrics, check_exact=True)
-    summary = pd.read_csv(path / "summary.csv", index_col="scenario")
-    pd.testing.assert_frame_equal(summary, outcome.summary().astype(float), check_exact=False, rtol=1e-12)
+    for spec, result in outcome.runs.items():
+        assert spec.path == f"{spec.scenario}/rep-0000"
+        assert sorted(os.listdir(path / "runs" / spec.path)) == sorted(RUN_FILES)
+        saved = povsim.load_result(path / "runs" / spec.path)
+        pd.testing.assert_frame_equal(saved.metrics, result.metrics, check_exact=True)
+    summary = pd.read_csv(path / "summary.csv", index_col=["scenario", "metric"])
+    pd.testing.assert_frame_equal(summary, outcome.summary().astype(float), check_exact=False, rtol=1e-12,
+                                  check_dtype=False)
+    tidy = pd.read_parquet(path / "metrics.parquet")
+    pd.testing.assert_frame_equal(tidy, outcome.metrics(), check_exact=True)
 
 
 def test_scenario_file_from_the_command_line(tmp_path):
     path = _write(tmp_path, TWO_SCENARIOS, name="two")
     out = tmp_path / "out"
-    proc = run_cli("run", str(path), "--out", str(out), "--seed", "5", cwd=tmp_path)
+    proc = run_cli("run", str(path), "--out", str(out), "--seed", "5", "--workers", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.listdir(out)) == sorted(["baseline", "no_channels", "summary.csv", "manifest.json"]
-                                             + COMPARISON_FIGURES)
+    assert sorted(os.listdir(out)) == sorted(EXPERIMENT_FILES)
     for name in ("baseline", "no_channels"):
-        assert sorted(os.listdir(out / name)) == sorted(FILES)
-        assert povsim.load_result(out / name).config.seed == 5  # --seed applies to every scenario
+        assert sorted(os.listdir(out / "runs" / name / "rep-0000")) == sorted(RUN_FILES)
+        assert povsim.load_result(out / "runs" / name / "rep-0000").config.seed == 5  # --seed applies to every scenario
     assert json.loads((out / "manifest.json").read_text())["seed"] == 5
-    assert list(pd.read_csv(out / "summary.csv", index_col="scenario").index) == ["baseline", "no_channels"]
+    summary = pd.read_csv(out / "summary.csv", index_col=["scenario", "metric"])
+    assert list(dict.fromkeys(summary.index.get_level_values("scenario"))) == ["baseline", "no_channels"]
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if line.startswith("scenario "))
     assert header.split() == ["scenario", "baseline", "no_channels"]
-    summary = povsim.load_result(out / "baseline")
+    summary = povsim.load_result(out / "runs" / "baseline" / "rep-0000")
     for label in ("exclusion error, mean %", "exclusion error, end %", "inclusion error, end %",
                   "detection delay, months", "entries", "exits", "cost (M yuan)", "transfers (M yuan)"):
         line = next(line for line in lines if line.startswith(label + "  "))
-        assert len(line[len(label):].split()) == 2, line  # one value per scenario
+        assert len(line[len(label):].split()) == 2, line  # one value per scenario (one replicate: no interval)
     end = next(line for line in lines if line.startswith("exclusion error, end %"))
     assert end.split()[-2] == f"{100 * summary.metrics['exclusion_error'].iloc[-1]:.1f}"
 
