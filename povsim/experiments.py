@@ -697,6 +697,14 @@ class ExperimentResult:
         labels["replicate"] = spec.replicate
         return labels
 
+    def by_scenario(self, replicate: int = 0, point: int | None = None) -> dict[str, Result]:
+        """Each scenario's :class:`~povsim.results.Result` for one replicate (and sweep point)."""
+        out = {}
+        for spec, result in self.runs.items():
+            if spec.replicate == replicate and (point is None or spec.point == point):
+                out.setdefault(spec.scenario, result)
+        return out
+
     def metrics(self) -> pd.DataFrame:
         """Every run's monthly metrics in one tidy table: ``scenario``, (``point``,) ``replicate``, ``month``, metrics."""
         from . import metrics as M

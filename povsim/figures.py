@@ -425,7 +425,7 @@ def _fig_channels(ctx: _Context, spec: "FigureSpec"):
     from .plots import plot_channels
 
     file = spec.experiments[0]
-    result = ctx.run(file).results["baseline"]
+    result = ctx.run(file).by_scenario()["baseline"]
     m = result.metrics
     delays = result.detection_delays()
     entries = pd.DataFrame(
@@ -453,7 +453,7 @@ def _fig_headcount(ctx: _Context, spec: "FigureSpec"):
     from .plots import plot_headcount_vs_official
 
     file = spec.experiments[0]
-    m = ctx.run(file).results["baseline"].metrics
+    m = ctx.run(file).by_scenario()["baseline"].metrics
     official = official_headcount()
     years = set(m["year"])
     shown = official[official["year"].isin(years)].reset_index(drop=True)
@@ -502,7 +502,7 @@ def cost_points(results: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for file, res in results.items():
         labels = SCENARIO_LABELS.get(file, {})
-        for name, result in res.results.items():
+        for name, result in res.by_scenario().items():
             m = result.metrics
             household_years = result.manifest["households"] * len(m) / 12.0
             total = float(m["cost_total"].sum())
