@@ -88,7 +88,7 @@ import numpy as np
 import povsim
 from povsim import metrics as M
 from povsim import rng
-from povsim.config import format_month, parse_month
+from povsim.config import ONE_TIME_THRESHOLD, format_month, parse_month
 from povsim.engine import Simulation
 from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households, build_population
 from povsim.rules import make_params
@@ -135,15 +135,7 @@ print(json.dumps({{"import_s": t1 - t0, "build_s": t2 - t1, "first_step_s": t3 -
 
 
 #: the one-time threshold registration and no other rule: the model the NumPy step implements
-ONETIME = {
-    "policy.registration.method": "threshold",
-    "policy.lookback.enabled": False,
-    "policy.review.enabled": False,
-    "policy.channels.self.enabled": False,
-    "policy.channels.cadre.enabled": False,
-    "policy.channels.data.enabled": False,
-    "policy.channels.hotline.enabled": False,
-}
+ONETIME = ONE_TIME_THRESHOLD
 
 #: every rule active within one year (2019): quota registration, look-back, review, all four channels
 ALL_RULES_2019 = {

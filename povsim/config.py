@@ -67,6 +67,20 @@ def param(default: Any, unit: str, source: str, description: str, **bounds: Any)
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
 
+#: overrides that reduce the rules to a one-time registration by threshold and nothing after:
+#: no look-back, no reviews, no discovery channels (the model of povsim 0.1, and the one the
+#: plain NumPy step in benchmarks/numpy_step.py implements)
+ONE_TIME_THRESHOLD = {
+    "policy.registration.method": "threshold",
+    "policy.lookback.enabled": False,
+    "policy.review.enabled": False,
+    "policy.channels.self.enabled": False,
+    "policy.channels.cadre.enabled": False,
+    "policy.channels.data.enabled": False,
+    "policy.channels.hotline.enabled": False,
+}
+
+
 def parse_month(text: str) -> int:
     """``"YYYY-MM"`` as a month index ``year * 12 + (month - 1)``."""
     m = _MONTH_RE.match(str(text))
@@ -143,8 +157,14 @@ class PopulationConfig(_Section):
     villages_per_county: int = param(
         250, "villages", "about 2,800 county-level units for ~690,000 villages", "villages in each county", ge=1, le=100_000
     )
-    counties_per_province: int = param(
-        90, "counties", "31 provinces for ~2,800 county-level units", "counties in each province", ge=1, le=100_000
+    provinces: int = param(
+        31,
+        "provinces",
+        "31 provincial-level units of mainland China",
+        "provinces the counties are spread over, evenly and in order; a fixed number, so the province "
+        "effects are the same draws at every population size",
+        ge=1,
+        le=100_000,
     )
     size_probabilities: list[float] = param(
         lambda: [0.10, 0.20, 0.24, 0.22, 0.13, 0.07, 0.03, 0.01],

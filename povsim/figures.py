@@ -40,6 +40,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .config import ONE_TIME_THRESHOLD
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -547,14 +549,8 @@ PERF_OVERRIDES = {
     "simulation.burn_in_years": 1,
     "simulation.start": "2013-01",
     "simulation.end": "2013-12",
-    "policy.registration.method": "threshold",
     "policy.registration.month": "2013-10",
-    "policy.lookback.enabled": False,
-    "policy.review.enabled": False,
-    "policy.channels.self.enabled": False,
-    "policy.channels.cadre.enabled": False,
-    "policy.channels.data.enabled": False,
-    "policy.channels.hotline.enabled": False,
+    **ONE_TIME_THRESHOLD,
 }
 
 

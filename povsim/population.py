@@ -171,8 +171,22 @@ def structure(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     village_start = np.minimum(np.arange(n_villages + 1, dtype=np.int64) * pc.households_per_village, n)
     village_county = (np.arange(n_villages, dtype=np.int64) // pc.villages_per_county).astype(np.int32)
     n_counties = int(village_county[-1]) + 1
-    county_province = (np.arange(n_counties, dtype=np.int64) // pc.counties_per_province).astype(np.int32)
+    # counties spread evenly over the provinces, in order (fewer counties than provinces: one each)
+    county_province = (np.arange(n_counties, dtype=np.int64) * pc.provinces // n_counties).astype(np.int32)
     return village_start, village_county, county_province
+
+
+@nb.njit(cache=True, inline="always")
+def _antithetic_normal(k0, k1, unit, index):
+    """A standard normal for county or province ``unit``: units 2k and 2k+1 get z and -z.
+
+    Antithetic pairs keep the average effect at (or, with an odd count, next to) zero
+    whatever the number of units, so a small population's income level does not depend
+    on a lucky or unlucky handful of county or province draws.
+    """
+    u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, unit // 2, 0, index)
+    z, _ = rng.box_muller(u0, u1)
+    return z if unit % 2 == 0 else -z
 
 
 @nb.njit(cache=True)
@@ -180,11 +194,8 @@ def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
     n_counties = county_province.shape[0]
     out = np.empty(n_counties, np.float64)
     for c in range(n_counties):
-        p = county_province[c]
-        up0, up1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, p, 0, 1)
-        uc0, uc1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, c, 0, 0)
-        zp, _ = rng.box_muller(up0, up1)
-        zc, _ = rng.box_muller(uc0, uc1)
+        zp = _antithetic_normal(k0, k1, county_province[c], 1)
+        zc = _antithetic_normal(k0, k1, c, 0)
         out[c] = log_median + province_sd * zp + county_sd * zc
     return out
 

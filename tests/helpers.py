@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import povsim
+from povsim.config import ONE_TIME_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.toml"
@@ -19,13 +20,7 @@ SHORT = {"simulation.start": "2013-01", "simulation.end": "2015-12", "simulation
 #: no discovery channels, and support that is the cash transfer only (no development support,
 #: no higher reimbursement, no faster re-employment)
 ONETIME = {
-    "policy.registration.method": "threshold",
-    "policy.lookback.enabled": False,
-    "policy.review.enabled": False,
-    "policy.channels.self.enabled": False,
-    "policy.channels.cadre.enabled": False,
-    "policy.channels.data.enabled": False,
-    "policy.channels.hotline.enabled": False,
+    **ONE_TIME_THRESHOLD,
     "policy.support.development_rate": 0.0,
     "policy.support.reimbursement": 0.5,  # = illness.reimbursement: no extra medical cover
     "policy.support.reemployment_multiplier": 1.0,

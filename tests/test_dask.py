@@ -122,7 +122,7 @@ def whole():
     4 villages, 4 provinces: small enough to run in a second, with a quota registration shared across counties."""
     cfg = povsim.load_config(overrides={
         "seed": 2024, "population.households": 9000, "population.villages_per_county": 4,
-        "population.counties_per_province": 2,
+        "population.provinces": 4,
     })
     return cfg, povsim.run(cfg)
 
