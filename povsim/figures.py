@@ -468,7 +468,7 @@ def _fig_headcount(ctx: _Context, spec: "FigureSpec"):
         "Share of rural people living in households whose 12-month per-capita net income is below the year's "
         "line: the model (monthly, and in December) against the official year-end incidence, "
         f"{official.attrs['source']}; hollow squares are derived from adjacent years. Model vs official, %: "
-        f"{pairs}. Only the 2013 level informed a default (income.median); the path after it is not fitted."
+        f"{pairs}. The experiment's parameters are fitted to the 2013-2019 values (docs/calibration.md); 2020 is not a target."
     )
     return fig, what, ctx.provenance(spec, official_source=official.attrs["source"])
 

@@ -208,6 +208,13 @@ was tuned to them. They are for holding against published figures separately.
 |---|---|---|---|
 | {lookback['register_before']:,} | {lookback['removed_share']:.3f} | {lookback['added_share']:.3f} | {lookback['wrongly_removed_share_of_removed']:.3f} |
 
+How to read it: the model's look-back re-assesses each registered household's *current*
+income and removes every household assessed at or above the line. By 2015-16 many households
+registered in 2014 had risen above the line with two years of income growth, so the model
+removes them here; a re-check that only corrected errors made at registration, moving
+households that had since risen out of poverty to "exited" through the annual process instead,
+would remove fewer.
+
 ### Entries and returns to poverty, 2016-2019
 
 {_table(flows)}
