@@ -424,22 +424,12 @@ class CalibrationResult:
 
     def plot(self):
         """Observed targets against the model at the start and at the fit (a matplotlib Figure)."""
-        from matplotlib.figure import Figure
+        from .plots import plot_targets
 
-        table = self.table()
-        fig = Figure(figsize=(9, 0.45 * len(table) + 1.6), layout="constrained")
-        ax = fig.subplots()
-        y = np.arange(len(table))
-        ax.errorbar(table["observed"], y, xerr=table["tolerance"], fmt="o", color="black", label="target ± tolerance")
-        ax.plot(table["model_start"], y, "x", color="tab:gray", label="model, start")
-        ax.plot(table["model_fit"], y, "s", color="tab:blue", label="model, fitted")
-        ax.set_yticks(y, table.index)
-        ax.invert_yaxis()
-        ax.set_xlabel("Value of the moment (share)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-        ax.set_title(f"Calibration {self.calibration.name}: objective {self.objective:.2f}")
-        return fig
+        return plot_targets(
+            self.table(), {"model_start": "model, start", "model_fit": "model, fitted"},
+            title=f"Calibration {self.calibration.name}: objective {self.objective:.2f}",
+        )
 
     def fitted_toml(self) -> str:
         lines = [f"# Fitted by `povsim calibrate` ({self.calibration.name}), objective {self.objective:.4g}, "

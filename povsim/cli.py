@@ -28,43 +28,30 @@ APP_HOST = "127.0.0.1"  #: the page is served on the loopback interface only
 DEFAULT_APP_PORT = 8765
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: must be a positive integer")
-    return value
+def _integer_in(low: int, high: int | None, allowed: str):
+    """An argparse type: an integer in [low, high], else an error naming the value and ``allowed``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is not allowed: {allowed}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: a port is 1 to 65535")
-    return value
+_positive_int = _integer_in(1, None, "must be a positive integer")
+_port = _integer_in(1, 65535, "a port is 1 to 65535")
+_count = _integer_in(0, None, "must be 0 or a positive integer")
 
 
 def _page_households(text: str) -> int:
     from .mesa.county import MAX_HOUSEHOLDS
 
-    value = _positive_int(text)
-    if value > MAX_HOUSEHOLDS:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: the page takes 1 to {MAX_HOUSEHOLDS:,} households")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: must be 0 or a positive integer")
-    return value
+    return _integer_in(1, MAX_HOUSEHOLDS, f"the page takes 1 to {MAX_HOUSEHOLDS:,} households")(text)
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:

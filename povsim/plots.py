@@ -21,6 +21,7 @@ __all__ = [
     "plot_cost_vs_exclusion",
     "plot_performance",
     "plot_sweep",
+    "plot_targets",
     "ROUTE_LABELS",
 ]
 
@@ -426,4 +427,29 @@ def plot_performance(bench: pd.DataFrame, title: str = "", note: str = ""):
     if note:
         speed.text(0.02, 0.02, note, transform=speed.transAxes, fontsize=7, va="bottom", wrap=True)
     fig.suptitle(title or "Engine speed and memory against population size")
+    return fig
+
+
+def plot_targets(table: pd.DataFrame, models: dict[str, str], title: str, target_label: str = "target ± tolerance"):
+    """Observed moments (``observed`` ± ``tolerance``) against model columns, one row per target.
+
+    ``models`` maps a column of ``table`` to its legend label; the first is drawn grey
+    crosses when there are two (e.g. the model before a fit), the last blue squares.
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 0.45 * len(table) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(table))
+    ax.errorbar(table["observed"], y, xerr=table["tolerance"], fmt="o", color="black", label=target_label)
+    styles = [("x", "tab:gray"), ("s", "tab:blue")][-len(models):]
+    for (column, label), (marker, colour) in zip(models.items(), styles):
+        ax.plot(table[column], y, marker, color=colour, linestyle="none", label=label)
+    ax.set_yticks(y, table.index)
+    ax.invert_yaxis()
+    ax.set_xlabel("Value of the moment (a share of households or people)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title)
     return fig

@@ -124,20 +124,10 @@ def county_assessment(sim, months: list[int], sample: int = 1000) -> pd.DataFram
 
 
 def _targets_figure(table: pd.DataFrame):
-    from matplotlib.figure import Figure
+    from .plots import plot_targets
 
-    fig = Figure(figsize=(9, 0.45 * len(table) + 1.6), layout="constrained")
-    ax = fig.subplots()
-    y = np.arange(len(table))
-    ax.errorbar(table["observed"], y, xerr=table["tolerance"], fmt="o", color="black", label="official ± tolerance")
-    ax.plot(table["model"], y, "s", color="tab:blue", label="model (calibrated)")
-    ax.set_yticks(y, table.index)
-    ax.invert_yaxis()
-    ax.set_xlabel("Share")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title("povsim against its calibration targets")
-    return fig
+    return plot_targets(table, {"model": "model (calibrated)"}, title="povsim against its calibration targets",
+                        target_label="official ± tolerance")
 
 
 def main(argv=None) -> int:
