@@ -51,7 +51,8 @@ _count = _integer_in(0, None, "must be 0 or a positive integer")
 def _page_households(text: str) -> int:
     from .mesa.county import MAX_HOUSEHOLDS
 
-    return _integer_in(1, MAX_HOUSEHOLDS, f"the page takes 1 to {MAX_HOUSEHOLDS:,} households")(text)
+    value = _positive_int(text)
+    return _integer_in(1, MAX_HOUSEHOLDS, f"the page takes 1 to {MAX_HOUSEHOLDS:,} households")(str(value))
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
