@@ -47,7 +47,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -55,7 +54,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .config import Config, ConfigError, format_month, parse_month
+from .config import Config, ConfigError, format_month, parse_month, read_toml
 from .metrics import COLUMNS
 
 __all__ = ["Target", "load_targets", "Calibration", "CalibrationResult", "model_moment", "STATISTICS"]
@@ -176,12 +175,7 @@ def _target_from(entry: dict[str, Any], where: str) -> Target:
 def load_targets(path: str | Path) -> list[Target]:
     """Read and validate a targets file; an unknown metric or statistic is refused."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"targets file not found: {str(path)!r}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
+    data = read_toml(path, "targets file")
     unknown = sorted(set(data) - {"targets", "description"})
     if unknown:
         raise ConfigError(f"{path.name}: unknown key(s) {unknown}; allowed: targets, description")
@@ -248,12 +242,7 @@ class Calibration:
         from .config import load_config
 
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"calibration file not found: {str(path)!r}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
+        data = read_toml(path, "calibration file")
         allowed = {"name", "description", "experiment", "targets", "households", "method", "max_evaluations", "parameters"}
         unknown = sorted(set(data) - allowed)
         if unknown:

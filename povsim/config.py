@@ -774,6 +774,17 @@ def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> 
     return data
 
 
+def read_toml(path: str | Path, kind: str) -> dict[str, Any]:
+    """A TOML file's contents; a missing file or malformed TOML is a :class:`ConfigError` naming ``kind``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{kind} not found: {str(path)!r}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate an experiment file (TOML), with optional dotted-path overrides.
 
@@ -783,20 +794,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     ``replicates``, ``[sweep]``) are read by :mod:`povsim.experiments`, not here:
     this returns the file's baseline config.
     """
-    data: dict[str, Any] = {}
     if path is None:
         return _validate(_apply_overrides(Config().to_dict(), overrides))
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"experiment file not found: {str(path)!r}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
-        for key in EXPERIMENT_KEYS:
-            data.pop(key, None)
-        data.setdefault("name", path.stem)
+    path = Path(path)
+    data = read_toml(path, "experiment file")
+    for key in EXPERIMENT_KEYS:
+        data.pop(key, None)
+    data.setdefault("name", path.stem)
     merged = _merge(Config, Config().to_dict(), data)
     return _validate(_apply_overrides(merged, overrides))
 

@@ -45,7 +45,6 @@ import json
 import math
 import re
 import time
-import tomllib
 import traceback
 import typing
 from contextlib import nullcontext
@@ -56,7 +55,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from .config import Config, ConfigError, _apply_overrides, _merge, _validate
+from .config import Config, ConfigError, _apply_overrides, _merge, _validate, read_toml
 from .results import Result
 
 __all__ = ["Experiment", "ExperimentResult", "RunSpec", "Sweep", "headline", "replicate_seeds", "HEADLINE"]
@@ -312,12 +311,7 @@ class Experiment:
         ``overrides`` are dotted config keys, plus ``"replicates"``.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"experiment file not found: {str(path)!r}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
+        data = read_toml(path, "experiment file")
         scenarios = data.pop("scenarios", {})
         replicates = data.pop("replicates", None)
         sweep = data.pop("sweep", None)

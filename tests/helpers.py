@@ -60,13 +60,8 @@ NO_SHOCKS = {
 
 #: every identification rule and channel switched off (each test switches on what it studies)
 NO_RULES = {
+    **{k: v for k, v in ONE_TIME_THRESHOLD.items() if k != "policy.registration.method"},
     "policy.registration.enabled": False,
-    "policy.lookback.enabled": False,
-    "policy.review.enabled": False,
-    "policy.channels.self.enabled": False,
-    "policy.channels.cadre.enabled": False,
-    "policy.channels.data.enabled": False,
-    "policy.channels.hotline.enabled": False,
 }
 
 
