@@ -12,7 +12,7 @@ This module re-implements, with whole-array NumPy operations and no Numba,
   capacity), AR(1) persistent and transitory income, trend, losses, medical bill,
   the int16 12-month ring of per-capita net income, the 12-month medical spending,
   poverty against the line, the date a household fell poor, the registration
-  and its detection delays, and the same metric counts (the int64 slots of
+  and its detection delays, catastrophic health spending, and the same metric counts (the int64 slots of
   :mod:`povsim.metrics`).  :func:`check_params` refuses parameters with any
   other rule switched on.
 
@@ -208,8 +208,12 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     income = ring.sum(axis=1, dtype=np.int64).astype(np.float64)
     poor = income < line
     was_poor = (hh.flags & FLAG_POOR) != 0
-    newly_poor = poor & ~was_poor
-    hh.poor_since[newly_poor] = month - MONTH_ORIGIN
+    if month <= p.record_start:  # before 12 months of history: onsets are not recorded
+        newly_poor = np.zeros_like(poor)
+        hh.poor_since[:] = NEVER
+    else:
+        newly_poor = poor & ~was_poor
+        hh.poor_since[newly_poor] = month - MONTH_ORIGIN
 
     # e. the one-time registration by a noisy assessment (household phase 3 in the engine)
     registered = registered_old
@@ -226,7 +230,8 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
         acc[M.ENTERED_NONPOOR + r] += np.count_nonzero(entering & ~poor)
         found = entering & poor
         since = hh.poor_since[found].astype(np.int64)
-        delay = np.where(since == NEVER, 1 << 30, month - MONTH_ORIGIN - since)
+        acc[M.DELAY_UNKNOWN + r] += np.count_nonzero(since == NEVER)  # poor since before the record
+        delay = month - MONTH_ORIGIN - since[since != NEVER]
         acc[M.DELAY_SUM + r] += delay.sum()
         acc[M.DELAY_COUNT + r] += delay.shape[0]
         bins = np.bincount(np.clip(delay, 0, M.DELAY_BINS - 1), minlength=M.DELAY_BINS)
@@ -252,7 +257,12 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     acc[M.NEWLY_POOR] += np.count_nonzero(newly_poor)
     acc[M.SUPPORTED] += np.count_nonzero(supported)
     acc[M.REGISTERED] += np.count_nonzero(registered)
+    acc[M.REGISTERED_PEOPLE] += size[registered].sum()
     acc[M.POOR_REGISTERED] += np.count_nonzero(registered & poor)
+    # health metrics, from the stored (float32) 12-month medical spending, as the engine reads it
+    catastrophic = hh.medical_12m.astype(np.float64) > M.CATASTROPHIC_SHARE * np.maximum(income * size, 0.0)
+    acc[M.CATASTROPHIC] += np.count_nonzero(catastrophic)
+    acc[M.REGISTERED_ILLNESS] += np.count_nonzero(registered & (catastrophic | ill))
     acc[M.ILL] += sick.size
     acc[M.UNEMPLOYED] += np.count_nonzero(unemployed)
     acc[M.ILLNESS_ONSETS] += np.count_nonzero(onset)
