@@ -26,7 +26,7 @@ import numpy as np
 from . import metrics as M
 from .config import Config
 from .population import Population, build_population
-from .rules import METHOD_QUOTA, Params, make_params, registration_quotas, village_month
+from .rules import METHOD_QUOTA, N_DRAWS, Params, make_params, registration_quotas, village_month
 from .rng import split_seed
 from .timeline import Timeline
 
@@ -53,11 +53,12 @@ def run_month(hh, village_start, first_id, month, line, p, k0, k1, block_totals,
         values = np.empty(largest, np.float64)
         candidate = np.empty(largest, np.bool_)
         chosen = np.empty(largest, np.int64)
+        draws = np.empty((N_DRAWS, largest), np.float64)
         v_end = min(n_villages, (b + 1) * per_block)
         for v in range(b * per_block, v_end):
             village_month(
                 hh, village_start[v], village_start[v + 1], first_id, month, line, p, k0, k1, acc, quota[v],
-                values, candidate, chosen,
+                values, candidate, chosen, draws,
             )
 
 

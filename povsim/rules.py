@@ -9,6 +9,12 @@ trajectories for the same seed.
 
 Order of events in one month (:func:`village_month`, for one village)
 --------------------------------------------------------------------
+0. :func:`month_draws`: the month's random numbers of every household of the
+   village (shocks, and the self-declaration and hotline draws once those
+   channels run), computed together, one vectorised loop per Philox call.  Each
+   number is still the pure function of (seed, stream, household, month, index)
+   of :mod:`povsim.rng`; drawing them together only makes them cheaper.
+
 1. :func:`household_update`, for each household of the village:
 
    a. shocks: illness and job transitions (recoveries first);
@@ -72,6 +78,8 @@ from .population import (
 __all__ = [
     "Params",
     "make_params",
+    "N_DRAWS",
+    "month_draws",
     "household_update",
     "village_events",
     "household_events",
@@ -86,6 +94,13 @@ __all__ = [
 ]
 
 NO_MONTH = -1  #: a month index meaning "never" (a rule that is disabled)
+
+# Rows of the ``draws`` scratch (N_DRAWS x households of a village): four uniforms per Philox call
+DRAW_SHOCKS = 0  #: rows 0-3, STREAM_SHOCKS index 0: illness, chronic, job, (unused)
+DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1: persistent and transitory normals, medical bill
+DRAW_CHANNELS = 8  #: rows 8-11, STREAM_CHANNELS index 0: self-declaration, hotline, own perception
+DRAW_CADRE = 12  #: rows 12-15, STREAM_CADRE index 0: the cadres' perception
+N_DRAWS = 16
 METHOD_THRESHOLD = 0
 METHOD_QUOTA = 1
 _MONTHS_TO_RETURN = 12  #: a fall into poverty within this many months of exiting is a return
@@ -338,7 +353,7 @@ def delay_bin(delay):
     return min(max(delay, 0), M.DELAY_BINS - 1)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def register(hh, i, month, route, acc):
     """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
     flags = hh.flags[i]
@@ -359,7 +374,7 @@ def register(hh, i, month, route, acc):
         acc[M.DELAY_HIST + route * M.DELAY_BINS + delay_bin(delay)] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def flag(hh, i, month, route, lag, p, acc):
     """Send household ``i`` to verification, due after ``lag`` plus the verification delay."""
     hh.pending_route[i] = route
@@ -367,7 +382,7 @@ def flag(hh, i, month, route, lag, p, acc):
     acc[M.FLAGGED + route] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def lookback_month(p, k0, k1, village_key):
     """The month in which the look-back re-checks a village (uniform over the look-back window)."""
     if p.lookback_start == NO_MONTH:
@@ -382,17 +397,38 @@ def lookback_month(p, k0, k1, village_key):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
-def household_update(hh, i, gid, month, line, p, k0, k1, acc):
-    """Phase 1 for household ``i`` (global id ``gid``) in calendar month ``month``."""
+@nb.njit(cache=True, _nrt=False)
+def month_draws(k0, k1, first_gid, n, month, p, draws):
+    """Step 0: the month's draws of households ``first_gid .. first_gid + n - 1`` into ``draws[:, :n]``.
+
+    Column ``j`` holds household ``first_gid + j``'s uniforms, in the rows
+    ``DRAW_*``: two Philox calls of the shocks stream every month, one of the
+    channels stream once self-declaration or the hotline runs.  (The cadres'
+    perception, rows ``DRAW_CADRE``, is drawn by :func:`village_events`, the
+    step that uses it.)
+    """
+    rng.fill_uniforms(k0, k1, rng.STREAM_SHOCKS, first_gid, n, month, 0, draws, DRAW_SHOCKS)
+    rng.fill_uniforms(k0, k1, rng.STREAM_SHOCKS, first_gid, n, month, 1, draws, DRAW_INCOME)
+    if is_active(p.self_start, month) or is_active(p.hotline_start, month):
+        rng.fill_uniforms(k0, k1, rng.STREAM_CHANNELS, first_gid, n, month, 0, draws, DRAW_CHANNELS)
+
+
+@nb.njit(cache=True, _nrt=False)
+def household_update(hh, i, month, line, p, acc, draws, j):
+    """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``."""
     size = np.int64(hh.size[i])
     workers = hh.workers[i]
     flags = hh.flags[i]
     registered = (flags & FLAG_REGISTERED) != 0
 
     # a. shocks
-    u_illness, u_chronic, u_job, _ = rng.draw4(k0, k1, rng.STREAM_SHOCKS, gid, month, 0)
-    v0, v1, v2, v3 = rng.draw4(k0, k1, rng.STREAM_SHOCKS, gid, month, 1)
+    u_illness = draws[DRAW_SHOCKS, j]
+    u_chronic = draws[DRAW_SHOCKS + 1, j]
+    u_job = draws[DRAW_SHOCKS + 2, j]
+    v0 = draws[DRAW_INCOME, j]
+    v1 = draws[DRAW_INCOME + 1, j]
+    v2 = draws[DRAW_INCOME + 2, j]
+    v3 = draws[DRAW_INCOME + 3, j]
     z_persistent, z_transitory = rng.box_muller(v0, v1)
     supported = registered or hh.support_left[i] > 0
     if not registered and hh.support_left[i] > 0:
@@ -453,7 +489,10 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
         self_on = is_active(p.self_start, month)
         hotline_on = is_active(p.hotline_start, month)
         if self_on or hotline_on:
-            u_self, u_hotline, w0, w1 = rng.draw4(k0, k1, rng.STREAM_CHANNELS, gid, month, 0)
+            u_self = draws[DRAW_CHANNELS, j]
+            u_hotline = draws[DRAW_CHANNELS + 1, j]
+            w0 = draws[DRAW_CHANNELS + 2, j]
+            w1 = draws[DRAW_CHANNELS + 3, j]
         else:
             u_self = u_hotline = w0 = w1 = 0.5
         # The household's view of its own income matters only if u_self could lead to an
@@ -508,7 +547,7 @@ def household_update(hh, i, gid, month, line, p, k0, k1, acc):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _select_lowest(values, candidate, count, chosen):
     """Indices of the ``count`` lowest ``values`` among ``candidate``s, lowest first, ties by index.
 
@@ -530,13 +569,13 @@ def _select_lowest(values, candidate, count, chosen):
     return taken
 
 
-@nb.njit(cache=True)
-def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen):
+@nb.njit(cache=True, _nrt=False)
+def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Phase 2 for the village of households ``first .. end-1``.
 
     ``quota`` is the village's registration quota (used in the quota
-    registration month); ``values``, ``candidate`` and ``chosen`` are scratch
-    arrays at least as long as the village.
+    registration month); ``values``, ``candidate``, ``chosen`` and ``draws``
+    (N_DRAWS rows) are scratch arrays at least as long as the village.
     """
     n = end - first
     # a. one-time registration by quota: the community ranks households by perceived income
@@ -556,6 +595,7 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
     # b. cadre visits, worst-off first as perceived; connected households look poorer
     if is_active(p.cadre_start, month):
         log_line = math.log(line)
+        rng.fill_uniforms(k0, k1, rng.STREAM_CADRE, first_id + first, n, month, 0, draws, DRAW_CADRE)
         for j in range(n):
             i = first + j
             eligible = (
@@ -566,8 +606,7 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
             candidate[j] = eligible
             if eligible:
                 income = income_12m(hh, i)
-                u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_CADRE, first_id + i, month, 0)
-                z, _ = rng.box_muller(u0, u1)
+                z, _ = rng.box_muller(draws[DRAW_CADRE, j], draws[DRAW_CADRE + 1, j])
                 perceived = math.log(max(income, 1.0)) + p.cadre_sd * z
                 if hh.flags[i] & FLAG_CONNECTED:
                     perceived -= p.cadre_favouritism
@@ -587,7 +626,7 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
     """Phase 3 for household ``i``; ``village_lookback`` is its village's look-back month."""
     flags = hh.flags[i]
@@ -673,12 +712,13 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
-def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen):
+@nb.njit(cache=True, _nrt=False)
+def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Advance the village of households ``first .. end-1`` through ``month`` (see the module docstring)."""
+    month_draws(k0, k1, first_id + first, end - first, month, p, draws)
     for i in range(first, end):
-        household_update(hh, i, first_id + i, month, line, p, k0, k1, acc)
-    village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen)
+        household_update(hh, i, month, line, p, acc, draws, i - first)
+    village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws)
     if p.lookback_start != NO_MONTH and p.lookback_start <= month <= p.lookback_end:
         village_lookback = lookback_month(p, k0, k1, first_id + first)
     else:

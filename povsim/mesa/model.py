@@ -6,6 +6,8 @@ steps call the compiled rule functions of :mod:`povsim.rules` on its own row.  A
 month of the model (:meth:`PovertyModel.step`) runs, village by village, the order
 of events of :func:`povsim.rules.village_month`:
 
+0. :func:`povsim.rules.month_draws` for the village: the month's random numbers, one
+   column per household (``agent.column``);
 1. ``agent.update()`` for each household of the village (shocks, support, income,
    poverty, household-level channels);
 2. the village's events (quota registration, cadre visits);
@@ -45,18 +47,17 @@ STATUS = ("poor, registered", "poor, missed", "registered, not poor", "neither")
 class Household(mesa.Agent):
     """One household: a view of row ``index`` of the model's household arrays."""
 
-    def __init__(self, model: "PovertyModel", index: int, village: int):
+    def __init__(self, model: "PovertyModel", index: int, village: int, column: int):
         super().__init__(model)
         self.index = int(index)
         self.village = int(village)
+        self.column = int(column)  #: its column in the village's month draws (its place in the village)
 
     # -- the two household phases of a month ----------------------------------------------
     def update(self) -> None:
         """Phase 1: shocks, support, income, true poverty, household-level channels."""
         m = self.model
-        m._household_update(
-            m.households, self.index, m.first_id + self.index, m.month, m.line, m.params, m.key[0], m.key[1], m.acc
-        )
+        m._household_update(m.households, self.index, m.month, m.line, m.params, m.acc, m.draws, self.column)
 
     def events(self) -> None:
         """Phase 3: verification, registration, look-back, review, end-of-month counts."""
@@ -186,18 +187,22 @@ class PovertyModel(mesa.Model):
         self._values = np.empty(largest, np.float64)
         self._candidate = np.empty(largest, np.bool_)
         self._chosen = np.empty(largest, np.int64)
+        #: the month's random numbers of the village being stepped (rules.month_draws), one column per household
+        self.draws = np.empty((rules.N_DRAWS, largest), np.float64)
         self._quota = np.zeros(self.population.n_villages, np.int64)
         self.villages: list[AgentSet] = []
         starts = self.population.village_start
         for v in range(self.population.n_villages):
-            members = [Household(self, i, v) for i in range(starts[v], starts[v + 1])]
+            members = [Household(self, i, v, i - starts[v]) for i in range(starts[v], starts[v + 1])]
             self.villages.append(AgentSet(members, random=self.random))
         self.totals: dict[int, np.ndarray] = {}
         self._row: dict = {}
         # The compiled rule functions, resolved once for these argument types: calling the
         # compiled entry point skips Numba's per-call type dispatch (the same machine code runs).
         example = (self.households, 0, 0, 0, 0.0, self.params, self.key[0], self.key[1], self.acc)
-        self._household_update = _compiled(rules.household_update, example)
+        self._household_update = _compiled(
+            rules.household_update, (self.households, 0, 0, 0.0, self.params, self.acc, self.draws, 0)
+        )
         self._household_events = _compiled(rules.household_events, example + (0,))
         self.datacollector = mesa.DataCollector(
             model_reporters={col: (lambda m, c=col: m._row.get(c)) for col in M.COLUMNS}
@@ -228,10 +233,11 @@ class PovertyModel(mesa.Model):
         lookback_on = p.lookback_start != rules.NO_MONTH and p.lookback_start <= m <= p.lookback_end
         for v, village in enumerate(self.villages):
             first, end = int(starts[v]), int(starts[v + 1])
+            rules.month_draws(self.key[0], self.key[1], self.first_id + first, end - first, m, p, self.draws)
             village.do("update")
             rules.village_events(
                 self.households, first, end, self.first_id, m, self.line, p, self.key[0], self.key[1], self.acc,
-                quota[v], self._values, self._candidate, self._chosen,
+                quota[v], self._values, self._candidate, self._chosen, self.draws,
             )
             self.village_lookback = rules.lookback_month(p, self.key[0], self.key[1], self.first_id + first) if lookback_on else rules.NO_MONTH
             village.do("events")
