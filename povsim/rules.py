@@ -353,7 +353,7 @@ def delay_bin(delay):
     return min(max(delay, 0), M.DELAY_BINS - 1)
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, inline="always")
 def register(hh, i, month, route, acc):
     """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
     flags = hh.flags[i]
@@ -374,7 +374,7 @@ def register(hh, i, month, route, acc):
         acc[M.DELAY_HIST + route * M.DELAY_BINS + delay_bin(delay)] += 1
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, inline="always")
 def flag(hh, i, month, route, lag, p, acc):
     """Send household ``i`` to verification, due after ``lag`` plus the verification delay."""
     hh.pending_route[i] = route
@@ -413,7 +413,7 @@ def month_draws(k0, k1, first_gid, n, month, p, draws):
         rng.fill_uniforms(k0, k1, rng.STREAM_CHANNELS, first_gid, n, month, 0, draws, DRAW_CHANNELS)
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, inline="always")
 def household_update(hh, i, month, line, p, acc, draws, j):
     """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``."""
     size = np.int64(hh.size[i])
@@ -551,21 +551,28 @@ def household_update(hh, i, month, line, p, acc, draws, j):
 def _select_lowest(values, candidate, count, chosen):
     """Indices of the ``count`` lowest ``values`` among ``candidate``s, lowest first, ties by index.
 
-    Writes them to ``chosen`` and returns how many were chosen.  Allocation-free
-    repeated selection: O(count x n), for the small counts of village rules.
+    Writes them to ``chosen`` and returns how many were chosen.  One pass in index
+    order, keeping the lowest so far sorted in ``chosen`` (a newcomer goes after
+    every kept value it does not beat, so ties keep the lower index first):
+    allocation-free, O(n) plus O(count) per newcomer that enters.
     """
     n = values.shape[0]
     taken = 0
-    while taken < count:
-        best = -1
-        for j in range(n):
-            if candidate[j] and (best < 0 or values[j] < values[best]):
-                best = j
-        if best < 0:
-            break
-        chosen[taken] = best
-        candidate[best] = False
-        taken += 1
+    if count <= 0:
+        return 0
+    for j in range(n):
+        if not candidate[j]:
+            continue
+        value = values[j]
+        if taken == count and not value < values[chosen[taken - 1]]:
+            continue
+        k = taken if taken < count else count - 1  # the slot freed (or the last one, replaced)
+        while k > 0 and value < values[chosen[k - 1]]:
+            chosen[k] = chosen[k - 1]
+            k -= 1
+        chosen[k] = j
+        if taken < count:
+            taken += 1
     return taken
 
 
@@ -626,7 +633,7 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, inline="always")
 def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
     """Phase 3 for household ``i``; ``village_lookback`` is its village's look-back month."""
     flags = hh.flags[i]

@@ -16,6 +16,7 @@ from scipy import stats
 
 import povsim
 from povsim import metrics as M
+from povsim import rng
 from povsim.config import format_month, parse_month
 from povsim.population import FLAG_CONNECTED, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, ROUTE_NAMES
 from povsim.rules import registration_quotas
@@ -791,3 +792,36 @@ def test_job_shocks_are_common_without_a_reemployment_effect():
     for col in ("ill", "unemployed", "illness_onsets", "job_losses"):
         pd.testing.assert_series_equal(a[col], b[col])
     assert not a["registered"].equals(b["registered"])
+
+
+def _select_lowest_by_repeated_minimum(values, candidate, count):
+    """The selection written the obvious way: take the lowest remaining candidate, ties by index."""
+    candidate = candidate.copy()
+    chosen = []
+    while len(chosen) < count:
+        best = -1
+        for j in range(len(values)):
+            if candidate[j] and (best < 0 or values[j] < values[best]):
+                best = j
+        if best < 0:
+            break
+        chosen.append(best)
+        candidate[best] = False
+    return chosen
+
+
+def test_select_lowest_equals_repeated_minimum_with_ties():
+    from povsim.rules import _select_lowest
+
+    seed = 20261129
+    u = rng.uniforms(seed, rng.STREAM_SAMPLE, 600)  # (600, 4): sizes, values, candidates, counts
+    for t in range(600):
+        n = int(u[t, 0] * 40)
+        draws = rng.uniforms(seed, rng.STREAM_SAMPLE, n, month=t + 1)
+        # half the cases with many ties (values 0..5), half with distinct values
+        values = np.floor(draws[:, 0] * 6) if t % 2 else draws[:, 0]
+        candidate = draws[:, 1] < 0.7
+        count = int(u[t, 3] * 12)
+        chosen = np.full(max(n, 1), -1, np.int64)
+        taken = _select_lowest(values, candidate.copy(), count, chosen)
+        assert list(chosen[:taken]) == _select_lowest_by_repeated_minimum(values, candidate, count)
