@@ -24,7 +24,7 @@ from pathlib import Path
 import numba
 
 #: the modules whose compiled code ends up in the engine
-COMPILED_SOURCES = ("_jit.py", "rng.py", "population.py", "metrics.py", "rules.py", "engine.py")
+COMPILED_SOURCES = ("_jit.py", "elementary.py", "rng.py", "population.py", "metrics.py", "rules.py", "engine.py")
 
 
 def source_hash() -> str:

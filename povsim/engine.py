@@ -39,7 +39,7 @@ def villages_per_block(n_villages: int) -> int:
     return max(1, -(-n_villages // MAX_BLOCKS))
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, error_model="numpy")
 def run_month(hh, village_start, first_id, month, line, p, k0, k1, block_totals, per_block, quota):
     """Advance every village one month; fill ``block_totals`` (blocks x slots, int64)."""
     n_villages = village_start.shape[0] - 1

@@ -53,7 +53,7 @@ from . import _jit  # noqa: F401  (sets Numba's cache folder first)
 import numba as nb
 import numpy as np
 
-from . import rng
+from . import elementary, rng
 from .config import Config
 
 __all__ = ["Households", "Population", "build_population", "allocate", "structure"]
@@ -176,7 +176,7 @@ def structure(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return village_start, village_county, county_province
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _antithetic_normal(k0, k1, unit, index):
     """A standard normal for county or province ``unit``: units 2k and 2k+1 get z and -z.
 
@@ -189,7 +189,7 @@ def _antithetic_normal(k0, k1, unit, index):
     return z if unit % 2 == 0 else -z
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
     n_counties = county_province.shape[0]
     out = np.empty(n_counties, np.float64)
@@ -200,7 +200,7 @@ def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _build_household(
     hh, i, gid, county_mean, k0, k1, size_cdf, worker_probability, household_sd, labour_elasticity, persistent_sd,
     connected_share, informal_share, coverage_formal, coverage_informal,
@@ -221,7 +221,7 @@ def _build_household(
     expected = max(worker_probability, 1e-6)
     hh.size[i] = size
     hh.workers[i] = workers
-    hh.level[i] = county_mean + household_sd * z_level + labour_elasticity * math.log(share / expected)
+    hh.level[i] = county_mean + household_sd * z_level + labour_elasticity * elementary.log(share / expected)
     hh.persistent[i] = persistent_sd * z_persistent
     u_connected, u_informal, u_covered, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 3)
     flags = 0
@@ -237,7 +237,7 @@ def _build_household(
         hh.net_income[i, r] = 0
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, error_model="numpy")
 def _build_households(
     hh, village_start, village_county, county_mean, first_id, k0, k1, size_cdf, worker_probability,
     household_sd, labour_elasticity, persistent_sd, connected_share, informal_share, coverage_formal,
@@ -280,7 +280,7 @@ def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Po
     k0, k1 = rng.split_seed(cfg.seed)
     inc = cfg.income
     county_mean = _county_means(
-        k0, k1, county_province, math.log(inc.median), inc.province_sd, inc.county_sd
+        k0, k1, county_province, float(elementary.log(float(inc.median))), inc.province_sd, inc.county_sd
     )
     size_cdf = np.cumsum(np.asarray(cfg.population.size_probabilities, np.float64))
     size_cdf[-1] = 1.0

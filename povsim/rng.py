@@ -33,6 +33,7 @@ import numba as nb
 import numpy as np
 
 from . import _jit  # noqa: F401  (sets Numba's cache folder before any function is compiled)
+from . import elementary
 
 __all__ = [
     "STREAM_POPULATION",
@@ -122,12 +123,30 @@ def uniform(word):
     return (np.float64(word) + 0.5) * _TWO_POW_M32
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def box_muller_radius(u1):
+    """The radius of :func:`box_muller`: both its normals are at most this in absolute value."""
+    return math.sqrt(-2.0 * elementary.log(u1))
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def box_muller(u1, u2):
-    """Two uniforms on (0, 1) as two independent standard normals."""
-    r = math.sqrt(-2.0 * math.log(u1))
-    theta = 2.0 * math.pi * u2
-    return r * math.cos(theta), r * math.sin(theta)
+    """Two uniforms on (0, 1) as two independent standard normals.
+
+    ``sqrt(-2 log u1) x (cos 2 pi u2, sin 2 pi u2)``, with the logarithm and the
+    turn's cosine and sine of :mod:`povsim.elementary` (the same bits on every
+    machine; a loop of them vectorises).
+    """
+    r = box_muller_radius(u1)
+    c, s = elementary.sincos_2pi(u2)
+    return r * c, r * s
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def box_muller_first(r, u2):
+    """The first normal of :func:`box_muller` from its radius ``r`` (bit for bit the same)."""
+    c, _ = elementary.sincos_2pi(u2)
+    return r * c
 
 
 @nb.njit(cache=True, inline="always")
@@ -137,7 +156,7 @@ def draw4(k0, k1, stream, household, month, index):
     return uniform(w0), uniform(w1), uniform(w2), uniform(w3)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def fill_uniforms(k0, k1, stream, first_household, n, month, index, out, row):
     """:func:`draw4` for households ``first_household .. first_household + n - 1`` at once.
 
@@ -163,7 +182,7 @@ def split_seed(seed: int) -> tuple[int, int]:
     return seed & 0xFFFFFFFF, seed >> 32
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _draws_kernel(k0, k1, stream, n, month, index, as_normal):
     out = np.empty((n, 4), dtype=np.float64)
     for i in range(n):

@@ -56,7 +56,7 @@ import numba as nb
 import numpy as np
 
 from . import metrics as M
-from . import rng
+from . import elementary, rng
 from .config import Config, parse_month
 from .population import (
     CAPACITY_SCALE,
@@ -96,13 +96,15 @@ __all__ = [
 NO_MONTH = -1  #: a month index meaning "never" (a rule that is disabled)
 
 # Rows of the ``draws`` scratch (N_DRAWS x households of a village): four uniforms per Philox call
-DRAW_SHOCKS = 0  #: rows 0-3, STREAM_SHOCKS index 0: illness, chronic, job, (unused)
-DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1: persistent and transitory normals, medical bill
+DRAW_SHOCKS = 0  #: rows 0-2, STREAM_SHOCKS index 0: illness, chronic, job (its fourth word is unused)
+DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income phase 1 computes, which phases 2 and 3 reuse
+DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1, as normals: persistent, transitory, medical bill
 DRAW_CHANNELS = 8  #: rows 8-11, STREAM_CHANNELS index 0: self-declaration, hotline, own perception
-DRAW_CADRE = 12  #: rows 12-15, STREAM_CADRE index 0: the cadres' perception
+DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception (14-15: its log income, bound)
 N_DRAWS = 16
 METHOD_THRESHOLD = 0
 METHOD_QUOTA = 1
+_BOUND_SLACK = 1e-6  #: log points added to a lower bound before it excludes anything (covers rounding)
 _MONTHS_TO_RETURN = 12  #: a fall into poverty within this many months of exiting is a return
 
 
@@ -199,7 +201,7 @@ def make_params(cfg: Config) -> Params:
         chronic_share=ill.chronic_share,
         acute_recovery=1.0 / ill.acute_duration,
         chronic_recovery=ill.chronic_recovery_probability,
-        bill_log_median=math.log(ill.bill_median) if ill.bill_median > 0 else -math.inf,
+        bill_log_median=float(elementary.log(float(ill.bill_median))) if ill.bill_median > 0 else -math.inf,
         bill_sd=ill.bill_sd,
         reimbursement=ill.reimbursement,
         illness_income_loss=ill.income_loss,
@@ -251,19 +253,19 @@ def make_params(cfg: Config) -> Params:
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def is_active(start, month):
     """Whether a rule that starts in ``start`` (NO_MONTH if disabled) runs in ``month``."""
     return start != NO_MONTH and month >= start
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def to_stored(month):
     """A month index as stored in int16 month fields."""
     return np.int16(month - MONTH_ORIGIN)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def months_since(stored, month):
     """Months from a stored month to ``month``; a very large number if ``stored`` is NEVER."""
     if stored == NEVER:
@@ -271,7 +273,7 @@ def months_since(stored, month):
     return month - MONTH_ORIGIN - np.int64(stored)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def illness_transition(illness, u_illness, u_chronic, p):
     """New illness state (0 healthy, 1 acute, 2 chronic) and whether it began this month.
 
@@ -288,7 +290,7 @@ def illness_transition(illness, u_illness, u_chronic, p):
     return (0 if u_illness < p.chronic_recovery else 2), False
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def job_transition(unemployed, workers, u_job, job_loss, reemployment):
     """New unemployment flag and whether a job was lost this month (households with workers only)."""
     if workers == 0:
@@ -300,7 +302,7 @@ def job_transition(unemployed, workers, u_job, job_loss, reemployment):
     return 0, False
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def store_yuan(value):
     """A per-capita monthly amount as int16 yuan: rounded half up, clipped to the int16 range."""
     r = math.floor(value + 0.5)
@@ -311,7 +313,7 @@ def store_yuan(value):
     return np.int16(r)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def income_12m(hh, i):
     """Per-capita net income over the last 12 months, yuan (exact sum of the stored months)."""
     total = 0
@@ -320,40 +322,37 @@ def income_12m(hh, i):
     return np.float64(total)
 
 
-@nb.njit(cache=True, inline="always")
-def income_drop(hh, i, month, threshold):
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def income_drop(hh, i, month, threshold, total):
     """Whether the last 3 months' income is below (1 - threshold) x the 9 months before, per month.
 
-    A threshold of 1 (a fall of 100%) never flags.
+    ``total`` is the 12 months' sum (:func:`income_12m`).  A threshold of 1 (a
+    fall of 100%) never flags.
     """
     if threshold >= 1.0:
         return False
     recent = 0
-    earlier = 0
-    for back in range(12):
-        value = np.int64(hh.net_income[i, (month - back) % 12])
-        if back < 3:
-            recent += value
-        else:
-            earlier += value
+    for back in range(3):
+        recent += np.int64(hh.net_income[i, (month - back) % 12])
+    earlier = np.int64(total) - recent
     return earlier > 0 and recent / 3.0 < (1.0 - threshold) * earlier / 9.0
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def assessed_below(income, line, sd, u1, u2):
     """Whether a noisy assessment of ``income`` (log-normal error of SD ``sd``) falls below ``line``."""
     if income <= 0.0:
         return True
     z, _ = rng.box_muller(u1, u2)
-    return income * math.exp(sd * z) < line
+    return income * elementary.exp(sd * z) < line
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def delay_bin(delay):
     return min(max(delay, 0), M.DELAY_BINS - 1)
 
 
-@nb.njit(cache=True, _nrt=False, inline="always")
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def register(hh, i, month, route, acc):
     """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
     flags = hh.flags[i]
@@ -374,7 +373,7 @@ def register(hh, i, month, route, acc):
         acc[M.DELAY_HIST + route * M.DELAY_BINS + delay_bin(delay)] += 1
 
 
-@nb.njit(cache=True, _nrt=False, inline="always")
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def flag(hh, i, month, route, lag, p, acc):
     """Send household ``i`` to verification, due after ``lag`` plus the verification delay."""
     hh.pending_route[i] = route
@@ -382,7 +381,7 @@ def flag(hh, i, month, route, lag, p, acc):
     acc[M.FLAGGED + route] += 1
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
 def lookback_month(p, k0, k1, village_key):
     """The month in which the look-back re-checks a village (uniform over the look-back window)."""
     if p.lookback_start == NO_MONTH:
@@ -397,23 +396,31 @@ def lookback_month(p, k0, k1, village_key):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
 def month_draws(k0, k1, first_gid, n, month, p, draws):
     """Step 0: the month's draws of households ``first_gid .. first_gid + n - 1`` into ``draws[:, :n]``.
 
-    Column ``j`` holds household ``first_gid + j``'s uniforms, in the rows
-    ``DRAW_*``: two Philox calls of the shocks stream every month, one of the
-    channels stream once self-declaration or the hotline runs.  (The cadres'
-    perception, rows ``DRAW_CADRE``, is drawn by :func:`village_events`, the
-    step that uses it.)
+    Column ``j`` holds household ``first_gid + j``'s draws, in the rows
+    ``DRAW_*``: two Philox calls of the shocks stream every month (the second
+    turned into the income and medical-bill normals), one of the channels
+    stream once self-declaration or the hotline runs.  (The cadres' perception,
+    rows ``DRAW_CADRE``, is drawn by :func:`village_events`, the step that uses
+    it.)  Each loop runs over the households with no branch and no library
+    call, so LLVM vectorises it.
     """
     rng.fill_uniforms(k0, k1, rng.STREAM_SHOCKS, first_gid, n, month, 0, draws, DRAW_SHOCKS)
     rng.fill_uniforms(k0, k1, rng.STREAM_SHOCKS, first_gid, n, month, 1, draws, DRAW_INCOME)
+    for j in range(n):  # the month's normals, in place of their uniforms (a vectorised loop)
+        z_persistent, z_transitory = rng.box_muller(draws[DRAW_INCOME, j], draws[DRAW_INCOME + 1, j])
+        z_bill, _ = rng.box_muller(draws[DRAW_INCOME + 2, j], draws[DRAW_INCOME + 3, j])
+        draws[DRAW_INCOME, j] = z_persistent
+        draws[DRAW_INCOME + 1, j] = z_transitory
+        draws[DRAW_INCOME + 2, j] = z_bill
     if is_active(p.self_start, month) or is_active(p.hotline_start, month):
         rng.fill_uniforms(k0, k1, rng.STREAM_CHANNELS, first_gid, n, month, 0, draws, DRAW_CHANNELS)
 
 
-@nb.njit(cache=True, _nrt=False, inline="always")
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household_update(hh, i, month, line, p, acc, draws, j):
     """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``."""
     size = np.int64(hh.size[i])
@@ -425,11 +432,9 @@ def household_update(hh, i, month, line, p, acc, draws, j):
     u_illness = draws[DRAW_SHOCKS, j]
     u_chronic = draws[DRAW_SHOCKS + 1, j]
     u_job = draws[DRAW_SHOCKS + 2, j]
-    v0 = draws[DRAW_INCOME, j]
-    v1 = draws[DRAW_INCOME + 1, j]
-    v2 = draws[DRAW_INCOME + 2, j]
-    v3 = draws[DRAW_INCOME + 3, j]
-    z_persistent, z_transitory = rng.box_muller(v0, v1)
+    z_bill = draws[DRAW_INCOME + 2, j]
+    z_persistent = draws[DRAW_INCOME, j]
+    z_transitory = draws[DRAW_INCOME + 1, j]
     supported = registered or hh.support_left[i] > 0
     if not registered and hh.support_left[i] > 0:
         hh.support_left[i] -= 1  # one transition month used
@@ -454,21 +459,21 @@ def household_update(hh, i, month, line, p, acc, draws, j):
         + capacity / CAPACITY_SCALE
         + p.transitory_sd * z_transitory
     )
-    gross = math.exp(log_income) / 12.0
+    gross = elementary.exp(log_income) / 12.0
     if illness != 0:
         gross *= 1.0 - p.illness_income_loss
     if unemployed != 0:
         gross *= 1.0 - p.job_income_loss
     medical = 0.0  # out-of-pocket, whole household
     if illness != 0:
-        z_bill, _ = rng.box_muller(v2, v3)  # only the ill need it: the same draw, computed less often
-        medical = math.exp(p.bill_log_median + p.bill_sd * z_bill) * (1.0 - reimbursement)
+        medical = elementary.exp(p.bill_log_median + p.bill_sd * z_bill) * (1.0 - reimbursement)
     hh.net_income[i, month % 12] = store_yuan(gross + transfer - medical / size)
     medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + medical
     hh.medical_12m[i] = medical_12m
 
     # d. true poverty; onsets are recorded once 12 months of history exist
     income = income_12m(hh, i)
+    draws[DRAW_INCOME_12M, j] = income  # kept for phases 2 and 3 (the ring does not change before them)
     poor = income < line
     if month <= p.record_start:
         hh.poor_since[i] = NEVER  # poor (if at all) since before the record: onset unknown
@@ -508,7 +513,7 @@ def household_update(hh, i, month, line, p, acc, draws, j):
             medical_flag = medical_12m > p.data_medical_yuan or (
                 household_income > 0.0 and medical_12m > p.data_medical_share * household_income
             )
-            if medical_flag or lost_job or income_drop(hh, i, month, p.data_income_drop):
+            if medical_flag or lost_job or income_drop(hh, i, month, p.data_income_drop, income):
                 flag(hh, i, month, ROUTE_DATA, p.data_lag, p, acc)
         if (
             hh.pending_route[i] == 0
@@ -547,36 +552,42 @@ def household_update(hh, i, month, line, p, acc, draws, j):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def _keep_lowest(values, j, chosen, taken, count):
+    """Offer index ``j`` to the ``taken`` lowest kept so far (``chosen``, sorted, at most ``count``).
+
+    A newcomer goes after every kept value it does not beat, so ties keep the
+    lower index first when indices are offered in increasing order.  Returns the
+    new number kept.
+    """
+    value = values[j]
+    if taken == count and not value < values[chosen[taken - 1]]:
+        return taken
+    k = taken if taken < count else count - 1  # the slot freed (or the last one, replaced)
+    while k > 0 and value < values[chosen[k - 1]]:
+        chosen[k] = chosen[k - 1]
+        k -= 1
+    chosen[k] = j
+    return taken + 1 if taken < count else taken
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
 def _select_lowest(values, candidate, count, chosen):
     """Indices of the ``count`` lowest ``values`` among ``candidate``s, lowest first, ties by index.
 
-    Writes them to ``chosen`` and returns how many were chosen.  One pass in index
-    order, keeping the lowest so far sorted in ``chosen`` (a newcomer goes after
-    every kept value it does not beat, so ties keep the lower index first):
-    allocation-free, O(n) plus O(count) per newcomer that enters.
+    Writes them to ``chosen`` and returns how many were chosen: one pass in index
+    order through :func:`_keep_lowest`, allocation-free.
     """
-    n = values.shape[0]
     taken = 0
     if count <= 0:
         return 0
-    for j in range(n):
-        if not candidate[j]:
-            continue
-        value = values[j]
-        if taken == count and not value < values[chosen[taken - 1]]:
-            continue
-        k = taken if taken < count else count - 1  # the slot freed (or the last one, replaced)
-        while k > 0 and value < values[chosen[k - 1]]:
-            chosen[k] = chosen[k - 1]
-            k -= 1
-        chosen[k] = j
-        if taken < count:
-            taken += 1
+    for j in range(values.shape[0]):
+        if candidate[j]:
+            taken = _keep_lowest(values, j, chosen, taken, count)
     return taken
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
 def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Phase 2 for the village of households ``first .. end-1``.
 
@@ -589,10 +600,10 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
     if month == p.registration_month and p.registration_method == METHOD_QUOTA:
         for j in range(n):
             i = first + j
-            income = income_12m(hh, i)
+            income = draws[DRAW_INCOME_12M, j]
             u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_ASSESSMENT, first_id + i, month, 0)
             z, _ = rng.box_muller(u0, u1)
-            values[j] = income * math.exp(p.registration_sd * z) if income > 0.0 else income
+            values[j] = income * elementary.exp(p.registration_sd * z) if income > 0.0 else income
             candidate[j] = True
         acc[M.ASSESSED_REGISTRATION] += n
         chosen_n = _select_lowest(values[:n], candidate[:n], min(quota, n), chosen)
@@ -601,8 +612,23 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
 
     # b. cadre visits, worst-off first as perceived; connected households look poorer
     if is_active(p.cadre_start, month):
-        log_line = math.log(line)
+        log_line = elementary.log(line)
         rng.fill_uniforms(k0, k1, rng.STREAM_CADRE, first_id + first, n, month, 0, draws, DRAW_CADRE)
+        # The cadres visit the cadre_visits lowest perceived log incomes among the eligible
+        # (ties by index).  A perception is at least log income - sd x radius - favouritism
+        # (|normal| <= its Box-Muller radius), so once that many are kept, a household whose
+        # bound is not below the highest kept value cannot enter, and its perception need not
+        # be finished: the same visits, cheaper.  First, for every household (a vectorised
+        # loop): its log income, its radius and that bound.
+        for j in range(n):
+            log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
+            r = rng.box_muller_radius(draws[DRAW_CADRE, j])
+            favoured = p.cadre_favouritism if (hh.flags[first + j] & FLAG_CONNECTED) != 0 else 0.0
+            draws[DRAW_CADRE, j] = r
+            draws[DRAW_CADRE + 2, j] = log_income
+            draws[DRAW_CADRE + 3, j] = log_income - p.cadre_sd * r - favoured
+        visits = p.cadre_visits
+        visited = 0
         for j in range(n):
             i = first + j
             eligible = (
@@ -610,15 +636,16 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
                 and hh.pending_route[i] == 0
                 and months_since(hh.last_visit[i], month) >= p.cadre_revisit
             )
-            candidate[j] = eligible
-            if eligible:
-                income = income_12m(hh, i)
-                z, _ = rng.box_muller(draws[DRAW_CADRE, j], draws[DRAW_CADRE + 1, j])
-                perceived = math.log(max(income, 1.0)) + p.cadre_sd * z
-                if hh.flags[i] & FLAG_CONNECTED:
-                    perceived -= p.cadre_favouritism
-                values[j] = perceived
-        visited = _select_lowest(values[:n], candidate[:n], p.cadre_visits, chosen)
+            if not eligible or visits <= 0:
+                continue
+            if visited == visits and draws[DRAW_CADRE + 3, j] >= values[chosen[visits - 1]] + _BOUND_SLACK:
+                continue
+            z = rng.box_muller_first(draws[DRAW_CADRE, j], draws[DRAW_CADRE + 1, j])
+            perceived = draws[DRAW_CADRE + 2, j] + p.cadre_sd * z
+            if hh.flags[i] & FLAG_CONNECTED:
+                perceived -= p.cadre_favouritism
+            values[j] = perceived
+            visited = _keep_lowest(values, j, chosen, visited, visits)
         for c in range(visited):
             j = chosen[c]
             i = first + j
@@ -633,9 +660,13 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, _nrt=False, inline="always")
-def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
-    """Phase 3 for household ``i``; ``village_lookback`` is its village's look-back month."""
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, draws, j):
+    """Phase 3 for household ``i``; ``village_lookback`` is its village's look-back month.
+
+    Column ``j`` of ``draws`` holds what phase 1 left for it (its 12-month income).
+    """
+    income = draws[DRAW_INCOME_12M, j]
     flags = hh.flags[i]
     poor = (flags & FLAG_POOR) != 0
     registered = (flags & FLAG_REGISTERED) != 0
@@ -650,7 +681,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
         hh.pending_month[i] = NEVER
         if not registered:
             u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_VERIFY, gid, month, 0)
-            if assessed_below(income_12m(hh, i), line * p.verify_multiple, p.verify_sd, u0, u1):
+            if assessed_below(income, line * p.verify_multiple, p.verify_sd, u0, u1):
                 register(hh, i, month, route, acc)
                 registered = True
             else:
@@ -660,7 +691,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
     if month == p.registration_month and p.registration_method == METHOD_THRESHOLD:
         acc[M.ASSESSED_REGISTRATION] += 1
         u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_ASSESSMENT, gid, month, 0)
-        if not registered and assessed_below(income_12m(hh, i), line, p.registration_sd, u0, u1):
+        if not registered and assessed_below(income, line, p.registration_sd, u0, u1):
             register(hh, i, month, ROUTE_REGISTRATION, acc)
             registered = True
 
@@ -668,7 +699,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
     if month == village_lookback:
         acc[M.ASSESSED_LOOKBACK] += 1
         u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, gid, month, 0)
-        eligible = assessed_below(income_12m(hh, i), line, p.lookback_sd, u0, u1)
+        eligible = assessed_below(income, line, p.lookback_sd, u0, u1)
         if eligible and not registered:
             register(hh, i, month, ROUTE_LOOKBACK, acc)
             registered = True
@@ -685,7 +716,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
         u0, u1, u_cover, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, gid, month, 1)
         if registered:
             acc[M.ASSESSED_REVIEW] += 1
-            if not assessed_below(income_12m(hh, i), line * p.review_exit_multiple, p.review_sd, u0, u1):
+            if not assessed_below(income, line * p.review_exit_multiple, p.review_sd, u0, u1):
                 hh.flags[i] &= ~FLAG_REGISTERED
                 hh.route[i] = 0
                 hh.support_left[i] = min(p.transition_months, 255)
@@ -696,12 +727,12 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
                     acc[M.WRONG_EXIT] += 1
         elif u_cover < p.review_entry_coverage:
             acc[M.ASSESSED_REVIEW] += 1
-            if assessed_below(income_12m(hh, i), line, p.review_sd, u0, u1):
+            if assessed_below(income, line, p.review_sd, u0, u1):
                 register(hh, i, month, ROUTE_REVIEW, acc)
                 registered = True
 
     # e. end-of-month register and health metrics
-    household_income = income_12m(hh, i) * hh.size[i]
+    household_income = income * hh.size[i]
     catastrophic = np.float64(hh.medical_12m[i]) > M.CATASTROPHIC_SHARE * max(household_income, 0.0)
     if catastrophic:
         acc[M.CATASTROPHIC] += 1
@@ -719,7 +750,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
 def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Advance the village of households ``first .. end-1`` through ``month`` (see the module docstring)."""
     month_draws(k0, k1, first_id + first, end - first, month, p, draws)
@@ -731,7 +762,7 @@ def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, 
     else:
         village_lookback = NO_MONTH
     for i in range(first, end):
-        household_events(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback)
+        household_events(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback, draws, i - first)
 
 
 # --------------------------------------------------------------------------------------
@@ -739,7 +770,7 @@ def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, 
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _largest_remainder(total, weights, out):
     """Share the integer ``total`` in proportion to ``weights`` (largest-remainder method, ties by index)."""
     n = weights.shape[0]
@@ -765,7 +796,7 @@ def _largest_remainder(total, weights, out):
         out[order[r % n]] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def village_poor_counts(flags, village_start):
     """Households truly poor at the end of last month (``FLAG_POOR``), per village: the survey behind the quotas.
 
@@ -783,7 +814,7 @@ def village_poor_counts(flags, village_start):
     return poor_v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def quotas_from_counts(poor_counts, village_start, village_county, n_counties, first_id, scale, county_sd, village_sd, k0, k1):
     """Village quotas from every village's count of poor households (a global step).
 
@@ -807,7 +838,7 @@ def quotas_from_counts(poor_counts, village_start, village_county, n_counties, f
     for c in range(n_counties):
         u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_QUOTA, c, 0, 0)
         z, _ = rng.box_muller(u0, u1)
-        estimate_c[c] *= math.exp(county_sd * z)
+        estimate_c[c] *= elementary.exp(county_sd * z)
     county_quota = np.zeros(n_counties, np.int64)
     _largest_remainder(national, estimate_c, county_quota)
     quota = np.zeros(n_villages, np.int64)
@@ -821,7 +852,7 @@ def quotas_from_counts(poor_counts, village_start, village_county, n_counties, f
         for j in range(v, v_end):
             u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_QUOTA, first_id + village_start[j], 0, 1)
             z, _ = rng.box_muller(u0, u1)
-            weights[j - v] = poor_v[j] * math.exp(village_sd * z)
+            weights[j - v] = poor_v[j] * elementary.exp(village_sd * z)
         _largest_remainder(county_quota[c], weights, quota[v:v_end])
         for j in range(v, v_end):
             quota[j] = min(quota[j], village_start[j + 1] - village_start[j])
@@ -829,7 +860,7 @@ def quotas_from_counts(poor_counts, village_start, village_county, n_counties, f
     return quota
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def registration_quotas(flags, village_start, village_county, n_counties, first_id, p, scale, county_sd, village_sd, k0, k1):
     """Village quotas for the one-time registration of a whole population.
 

@@ -73,6 +73,8 @@ class Household(mesa.Agent):
             m.key[1],
             m.acc,
             m.village_lookback,
+            m.draws,
+            self.column,
         )
 
     # -- state, read from the arrays --------------------------------------------------------
@@ -203,7 +205,7 @@ class PovertyModel(mesa.Model):
         self._household_update = _compiled(
             rules.household_update, (self.households, 0, 0, 0.0, self.params, self.acc, self.draws, 0)
         )
-        self._household_events = _compiled(rules.household_events, example + (0,))
+        self._household_events = _compiled(rules.household_events, example + (0, self.draws, 0))
         self.datacollector = mesa.DataCollector(
             model_reporters={col: (lambda m, c=col: m._row.get(c)) for col in M.COLUMNS}
         )

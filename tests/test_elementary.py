@@ -1,0 +1,124 @@
+"""povsim.elementary against Python's math module, and the month's draws computed together against one at a time."""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+import pytest
+
+from povsim import elementary, rng, rules
+from povsim.config import load_config, parse_month
+from povsim.rules import make_params
+
+SEED = 20261129
+
+
+@nb.njit(error_model="numpy")
+def _log_all(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = elementary.log(x[i])
+    return out
+
+
+@nb.njit(error_model="numpy")
+def _exp_all(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = elementary.exp(x[i])
+    return out
+
+
+@nb.njit(error_model="numpy")
+def _sincos_all(u):
+    c = np.empty_like(u)
+    s = np.empty_like(u)
+    for i in range(u.shape[0]):
+        c[i], s[i] = elementary.sincos_2pi(u[i])
+    return c, s
+
+
+def _uniforms(n, index=0):
+    return rng.uniforms(SEED, rng.STREAM_SAMPLE, n, index=index).ravel()
+
+
+def _ulps(got, expected):
+    return np.abs(got - expected) / np.spacing(np.abs(expected))
+
+
+def test_log_within_one_ulp_of_math_log():
+    u = _uniforms(50_000)
+    x = np.concatenate([
+        u,  # the Box-Muller radius's arguments
+        np.exp((u - 0.5) * 1400.0),  # 1e-304 .. 1e304
+        1.0 + (u - 0.5) * 1e-6,  # next to 1, where log is smallest
+        np.array([1.0, 2.0, 0.5, 2.0**-33, np.nextafter(1.0, 0.0), 1e308, 2.3e-308]),
+    ])
+    expected = np.array([math.log(v) for v in x])
+    got = _log_all(x)
+    ulps = _ulps(got[expected != 0.0], expected[expected != 0.0])
+    assert ulps.max() <= 1.0
+    assert _log_all(np.array([1.0]))[0] == 0.0
+
+
+def test_exp_within_one_ulp_of_math_exp_and_its_limits():
+    u = _uniforms(50_000)
+    x = np.concatenate([(u - 0.5) * 1400.0, (u - 0.5) * 40.0, (u - 0.5) * 1e-8, np.array([0.0, 1.0, -1.0, 709.0])])
+    x = x[(x >= -708.0) & (x <= 709.7)]
+    expected = np.array([math.exp(v) for v in x])
+    assert _ulps(_exp_all(x), expected).max() <= 1.0
+    limits = _exp_all(np.array([-np.inf, -800.0, -708.5, 709.8, 1000.0, np.inf]))
+    assert list(limits) == [0.0, 0.0, 0.0, np.inf, np.inf, np.inf]
+
+
+def test_sincos_of_a_turn_against_math_and_its_identities():
+    u = np.concatenate([_uniforms(50_000), np.array([0.0, 0.125, 0.25, 0.5, 0.75, 1.0])])
+    c, s = _sincos_all(u)
+    theta = 2.0 * math.pi * u
+    # math's argument 2 pi u is itself rounded (about 1e-16 x 2 pi): compare in absolute terms
+    assert np.abs(c - np.array([math.cos(t) for t in theta])).max() < 1e-15
+    assert np.abs(s - np.array([math.sin(t) for t in theta])).max() < 1e-15
+    assert np.abs(c * c + s * s - 1.0).max() < 4e-16
+    # whole quarter turns are exact: u = 0, 1/4, 1/2, 3/4, 1
+    assert [c[-6], c[-4], c[-3], c[-2], c[-1]] == [1.0, 0.0, -1.0, 0.0, 1.0]
+    assert [s[-6], s[-4], s[-3], s[-2], s[-1]] == [0.0, 1.0, 0.0, -1.0, 0.0]
+
+
+@pytest.mark.parametrize("label", ["2012-06", "2015-03"])
+def test_month_draws_equal_draws_made_one_household_at_a_time(label):
+    """The vectorised loops of rules.month_draws give the very bits of draw4 and box_muller per household.
+
+    Before self-declaration starts (2013-01 here) the channels' rows are not drawn at all.
+    """
+    p = make_params(load_config(None, overrides={"policy.channels.self.start": "2013-01"}))
+    month = parse_month(label)
+    k0, k1 = rng.split_seed(SEED)
+    n, first = 257, 1_000_003
+    draws = np.full((rules.N_DRAWS, n), np.nan)
+    rules.month_draws(k0, k1, first, n, month, p, draws)
+    one = _one_at_a_time(k0, k1, first, n, month)
+    rows = [rules.DRAW_SHOCKS, rules.DRAW_SHOCKS + 1, rules.DRAW_SHOCKS + 2,
+            rules.DRAW_INCOME, rules.DRAW_INCOME + 1, rules.DRAW_INCOME + 2,
+            rules.DRAW_CHANNELS, rules.DRAW_CHANNELS + 1, rules.DRAW_CHANNELS + 2, rules.DRAW_CHANNELS + 3]
+    channels_on = month >= parse_month("2013-01")
+    assert np.array_equal(draws[rows[:6]], one[:6])
+    if channels_on:
+        assert np.array_equal(draws[rows[6:]], one[6:])
+    else:
+        assert np.isnan(draws[rows[6:]]).all()
+
+
+@nb.njit(error_model="numpy")
+def _one_at_a_time(k0, k1, first, n, month):
+    out = np.empty((10, n))
+    for j in range(n):
+        a, b, c, _ = rng.draw4(k0, k1, rng.STREAM_SHOCKS, first + j, month, 0)
+        v0, v1, v2, v3 = rng.draw4(k0, k1, rng.STREAM_SHOCKS, first + j, month, 1)
+        z0, z1 = rng.box_muller(v0, v1)
+        z2, _ = rng.box_muller(v2, v3)
+        w0, w1, w2, w3 = rng.draw4(k0, k1, rng.STREAM_CHANNELS, first + j, month, 0)
+        for row, value in enumerate((a, b, c, z0, z1, z2, w0, w1, w2, w3)):
+            out[row, j] = value
+    return out
