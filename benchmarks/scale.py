@@ -39,7 +39,7 @@ What is measured, in one run
    Printed per size: build time, wall time, household-months per second (all
    months; burn-in months; months with every channel), peak resident memory of the
    process, bytes of state per household, resident bytes per household (peak minus
-   the interpreter's resident memory before the population was built), and the
+   the process's resident memory just before the population was built), and the
    fraction of the memory-bound ceiling reached.
 
 Options: ``--sizes``, ``--max-households`` (skip larger sizes), ``--full-timeline-max``,
@@ -205,7 +205,7 @@ def child(households: int, timeline: str) -> dict:
     while not warm.done:
         warm.step()
     del warm
-    rss_before = _peak_rss()
+    rss_before = _current_rss()
     t0 = time.perf_counter()
     sim = Simulation(cfg)
     build = time.perf_counter() - t0
@@ -234,6 +234,11 @@ def child(households: int, timeline: str) -> dict:
         "rss_before_bytes": rss_before,
         "state_bytes_per_household": sim.population.bytes_per_household(),
     }
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _peak_rss() -> int:
@@ -337,7 +342,8 @@ def print_report(env: dict, start: dict | None, bandwidth: dict, moved: dict, ro
     print("  channels) over the memory-bound ceiling.  2013-20: minutes for the China timeline at this size,")
     print("  measured (china) or projected from this run's burn-in and channel rates (compressed):")
     print(f"  {CHINA_MONTHS_BEFORE_CHANNELS} months at the burn-in rate + {CHINA_MONTHS_WITH_CHANNELS} at the channels rate.")
-    print("RSS B/hh: (peak resident memory - resident memory before the build) / households.")
+    print("RSS B/hh: (peak resident memory - resident memory just before the build) / households; at small")
+    print("  sizes the peak is the start-up's (imports, loading compiled code), not the population's.")
 
 
 def main(argv: list[str] | None = None) -> int:
