@@ -10,10 +10,13 @@ trajectories for the same seed.
 Order of events in one month (:func:`village_month`, for one village)
 --------------------------------------------------------------------
 0. :func:`month_draws`: the month's random numbers of every household of the
-   village (shocks, and the self-declaration and hotline draws once those
-   channels run), computed together, one vectorised loop per Philox call.  Each
-   number is still the pure function of (seed, stream, household, month, index)
-   of :mod:`povsim.rng`; drawing them together only makes them cheaper.
+   village (shocks and their normals, and the self-declaration and hotline
+   draws once those channels run), computed together in loops over the
+   households that LLVM vectorises.  Each number is still the pure function of
+   (seed, stream, household, month, index) of :mod:`povsim.rng`; drawing them
+   together only makes them cheaper.  They live in a ``draws`` scratch array,
+   one column per household of the village, which also carries phase 1's
+   12-month income to phases 2 and 3.
 
 1. :func:`household_update`, for each household of the village:
 
@@ -43,6 +46,16 @@ Order of events in one month (:func:`village_month`, for one village)
 
 Parameters arrive as one :class:`Params` named tuple built from the validated
 config by :func:`make_params`, in the units the month step uses.
+
+How it is compiled
+------------------
+The functions called for every household are inlined into :func:`village_month`
+(``inline="always"``: a call would copy the flattened arguments, about 2.5 KB),
+are compiled without Numba's reference counting (``_nrt=False``: they never
+allocate, and counting references to shared arrays from every thread cost a
+fifth of a month) and with NumPy's error model (no Python ``ZeroDivisionError``
+branch, so loops vectorise).  Logarithms and exponentials come from
+:mod:`povsim.elementary`.  See ``docs/performance.md``.
 """
 
 from __future__ import annotations
