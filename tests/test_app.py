@@ -279,6 +279,10 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``povsim app`` on a free loopback port: (url, process, log file); always stopped at the end."""
@@ -296,6 +300,10 @@ def server(tmp_path_factory):
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: the finalizer stops the server it starts too
+            # Ctrl-C as in a terminal: a runner started in the background (`pytest &` in a script)
+            # passes SIGINT on ignored, and an interpreter that starts with it ignored never raises
+            # KeyboardInterrupt
+            preexec_fn=_default_sigint,
         )
     url = f"http://{HOST}:{port}/"
     try:
