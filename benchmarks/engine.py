@@ -49,9 +49,10 @@ What is measured, in one run
      review and all four discovery channels active within 2019
      (``ALL_RULES_2019``); the 12 reported months are timed after a burn-in year.
 4. **Where the time goes**, approximately: the step's two Philox calls per
-   household, then those plus its Box-Muller normals and exp, each timed alone
-   (a small Numba kernel for the engine, the same NumPy calls for the
-   baseline), against a whole month.
+   household (a small Numba kernel), then the engine's own draws
+   (``rules.month_draws`` for every village: Philox and the Box-Muller normals;
+   the exp is in its household step) and, for the NumPy baseline, the same
+   random numbers, normals and exp, each timed alone, against a whole month.
 
 Options: ``--sizes 1e5,1e6,1e7``, ``--months 12``, ``--max-households 1e7`` (NumPy
 only), ``--numpy-budget SECONDS``, ``--chunk HOUSEHOLDS``, ``--no-compile``,
@@ -87,11 +88,11 @@ import numpy as np
 
 import povsim
 from povsim import metrics as M
-from povsim import rng
+from povsim import elementary, rng
 from povsim.config import ONE_TIME_THRESHOLD, format_month, parse_month
 from povsim.engine import Simulation
 from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households, build_population
-from povsim.rules import make_params
+from povsim.rules import DRAW_INCOME, N_DRAWS, make_params, month_draws
 from povsim.timeline import Timeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -411,7 +412,7 @@ def numpy_temporaries(chunk: int) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, error_model="numpy")
 def _engine_philox(n, month, k0, k1):
     """The month step's two Philox calls per household (stream SHOCKS, indices 0 and 1), nothing else."""
     total = 0.0
@@ -422,16 +423,23 @@ def _engine_philox(n, month, k0, k1):
     return total
 
 
-@numba.njit(parallel=True)
-def _engine_philox_math(n, month, k0, k1):
-    """The two Philox calls plus the step's transcendental work: two Box-Muller pairs and one exp."""
+@numba.njit(parallel=True, error_model="numpy")
+def _engine_month_draws(village_start, month, p, k0, k1):
+    """The engine's own draws: rules.month_draws for every village (two Philox calls per household,
+    vectorised, and the three Box-Muller normals), in parallel blocks of villages as run_month."""
+    n_villages = village_start.shape[0] - 1
+    largest = 0
+    for v in range(n_villages):
+        largest = max(largest, village_start[v + 1] - village_start[v])
+    blocks = 2048
+    per_block = max(1, -(-n_villages // blocks))
     total = 0.0
-    for i in numba.prange(n):
-        a, b, c, _ = rng.draw4(k0, k1, rng.STREAM_SHOCKS, i, month, 0)
-        v0, v1, v2, v3 = rng.draw4(k0, k1, rng.STREAM_SHOCKS, i, month, 1)
-        z_persistent, z_transitory = rng.box_muller(v0, v1)
-        z_bill, _ = rng.box_muller(v2, v3)
-        total += a + b + c + math.exp(z_persistent + z_transitory) + z_bill
+    for b in numba.prange(blocks):
+        draws = np.empty((N_DRAWS, largest), np.float64)
+        for v in range(b * per_block, min(n_villages, (b + 1) * per_block)):
+            n = village_start[v + 1] - village_start[v]
+            month_draws(k0, k1, village_start[v], n, month, p, draws)
+            total += draws[DRAW_INCOME, 0]
     return total
 
 
@@ -451,11 +459,13 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     timeline = Timeline.from_config(cfg)
     month = timeline.first
     _engine_philox(10, month, k0, k1)  # compile
-    _engine_philox_math(10, month, k0, k1)
     sim = Simulation(cfg)
+    params = make_params(cfg)
+    starts = sim.population.village_start
+    _engine_month_draws(starts[:2], month, params, k0, k1)  # compile
     engine = {
         "philox": _best_of(lambda: _engine_philox(households, month, k0, k1), repeats),
-        "philox + normals + exp": _best_of(lambda: _engine_philox_math(households, month, k0, k1), repeats),
+        "draws + normals (+ exp)": _best_of(lambda: _engine_month_draws(starts, month, params, k0, k1), repeats),
         "whole step": _best_of(sim.step, repeats),
     }
     del sim
@@ -475,7 +485,7 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     nump = {
         "philox": _best_of(lambda: numpy_step.philox4x32_10(gid, month, rng.STREAM_SHOCKS, numpy_step._INDEX_01,
                                                             k0, k1), repeats),
-        "philox + normals + exp": _best_of(draws_and_maths, repeats),
+        "draws + normals (+ exp)": _best_of(draws_and_maths, repeats),
         "whole step": _best_of(lambda: numpy_step.month_step(hh, 0, month, timeline.line(month), params, k0, k1,
                                                              chunk), repeats),
     }
@@ -569,8 +579,9 @@ def print_report(res: dict) -> None:
         e, n = b["engine_ns"][part], b["numpy_ns"][part]
         print(f"  {part:24s} engine {e:7.1f} ns ({100 * e / whole_e:3.0f}%)   NumPy {n:7.1f} ns "
               f"({100 * n / whole_n:3.0f}%)")
-    print("  (the engine's kernel here computes every normal, including the medical bill's; the step only needs it"
-          " for ill households)")
+    print("  (draws + normals: the engine's own rules.month_draws, Philox and the Box-Muller normals of every household,"
+          " the\n   medical bill's included; its exp is in the household step. NumPy: Philox, the normals (the bill's"
+          " only for\n   ill households) and the exp.)")
     print()
     print("build s: Simulation(cfg), i.e. building the population (compiled, parallel). best mo: the fastest "
           "single month.\nB/hh: engine = Population.bytes_per_household() (state + village structure); NumPy = "
