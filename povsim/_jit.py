@@ -11,7 +11,8 @@ of sources simply compiles into a new folder.  A ``NUMBA_CACHE_DIR`` set by the
 user is respected.
 
 Every compiled module imports this one before defining a Numba function, which is
-when Numba reads the cache folder.  The hash reads five small files, once.
+when Numba reads the cache folder.  The hash reads the small files of
+``COMPILED_SOURCES``, once.
 """
 
 from __future__ import annotations

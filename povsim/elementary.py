@@ -104,7 +104,7 @@ _EXP_HIGHEST = 709.782712893384  #: above this exp gives inf (float64 overflow)
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def exp(x):
-    """e to the power ``x``, a float64: 0 below -708 (and for -inf), inf above 709.78."""
+    """e to the power ``x``, a float64: 0 below -708 (and for -inf), inf above 709.78, NaN for NaN."""
     xc = min(max(x, _EXP_LOWEST), _EXP_HIGHEST)
     kf = math.floor(xc * _INV_LN2 + 0.5)
     hi = xc - kf * _LN2_HI
@@ -120,6 +120,8 @@ def exp(x):
         result = 0.0
     elif x > _EXP_HIGHEST:
         result = math.inf
+    elif x != x:
+        result = x  # NaN stays NaN
     return result
 
 

@@ -71,6 +71,7 @@ def test_exp_within_one_ulp_of_math_exp_and_its_limits():
     assert _ulps(_exp_all(x), expected).max() <= 1.0
     limits = _exp_all(np.array([-np.inf, -800.0, -708.5, 709.8, 1000.0, np.inf]))
     assert list(limits) == [0.0, 0.0, 0.0, np.inf, np.inf, np.inf]
+    assert np.isnan(_exp_all(np.array([np.nan]))[0])
 
 
 def test_sincos_of_a_turn_against_math_and_its_identities():
