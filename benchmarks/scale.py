@@ -50,10 +50,8 @@ shared machine; the 1-minute load average is printed at the start and the end.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -65,20 +63,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHINA = ROOT / "experiments" / "china_2014_2020.toml"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine import ALL_RULES_2019  # noqa: E402  (benchmarks/engine.py, beside this file)
+from engine import environment as bench_environment  # noqa: E402
+
 #: every rule of the China timeline within one year, 2019, after one burn-in year
-COMPRESSED = {
-    "simulation.start": "2019-01",
-    "simulation.end": "2019-12",
-    "simulation.burn_in_years": 1,
-    "policy.registration.month": "2019-01",
-    "policy.lookback.start": "2019-03",
-    "policy.lookback.end": "2019-08",
-    "policy.review.first": "2019-10",
-    "policy.channels.self.start": "2019-02",
-    "policy.channels.cadre.start": "2019-02",
-    "policy.channels.data.start": "2019-02",
-    "policy.channels.hotline.start": "2019-02",
-}
+COMPRESSED = {**ALL_RULES_2019, "simulation.burn_in_years": 1}
 CHINA_MONTHS_BEFORE_CHANNELS = 108  #: 2008-01 .. 2016-12: burn-in, registration, look-back
 CHINA_MONTHS_WITH_CHANNELS = 48  #: 2017-01 .. 2020-12
 
@@ -262,30 +252,10 @@ def run_size(households: int, timeline: str, threads: int | None) -> dict:
 
 
 def environment() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
-    import numpy
-
-    import povsim
-
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "memory_bytes": total,
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "numba": numba.__version__,
-        "povsim": povsim.__version__,
-    }
+    """benchmarks/engine.py's description of the machine and versions, plus its memory."""
+    env = bench_environment()
+    env["memory_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return env
 
 
 def _m(x: float | None) -> str:

@@ -16,19 +16,20 @@ SEED = 20261129
 
 
 @nb.njit(error_model="numpy")
+def _elementwise(x, exponential):
+    """elementary.exp (``exponential``) or elementary.log of every element, as the engine calls them."""
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = elementary.exp(x[i]) if exponential else elementary.log(x[i])
+    return out
+
+
 def _log_all(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = elementary.log(x[i])
-    return out
+    return _elementwise(x, False)
 
 
-@nb.njit(error_model="numpy")
 def _exp_all(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = elementary.exp(x[i])
-    return out
+    return _elementwise(x, True)
 
 
 @nb.njit(error_model="numpy")
