@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/scale.py                          # 1e6, 1e7, 1e8, 2e8 households (about 25 minutes)
+    python benchmarks/scale.py                          # 1e6, 1e7, 1e8, 2e8 households (about 12 minutes, 11 GiB at 2e8)
     python benchmarks/scale.py --max-households 1e7     # a smaller machine: 1e6 and 1e7 only
     python benchmarks/scale.py --sizes 1e6,3e7 --json scale.json
 
