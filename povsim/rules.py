@@ -51,9 +51,7 @@ How it is compiled
 ------------------
 The functions called for every household are inlined into :func:`village_month`
 (``inline="always"``: a call would copy the flattened arguments, about 2.5 KB),
-which sums the counts every household adds to the metrics in registers
-(:func:`household_update_counts`, :func:`household_events_counts`) and adds a
-village's to the metrics array once.  They are compiled without Numba's reference counting (``_nrt=False``: they never
+are compiled without Numba's reference counting (``_nrt=False``: they never
 allocate, and counting references to shared arrays from every thread cost a
 fifth of a month) and with NumPy's error model (no Python ``ZeroDivisionError``
 branch, so loops vectorise).  Logarithms and exponentials come from
@@ -368,39 +366,6 @@ def delay_bin(delay):
     return min(max(delay, 0), M.DELAY_BINS - 1)
 
 
-#: the metrics slots of the counts every household adds in phase 1 (household_update_counts), in order
-UPDATE_SLOTS = (
-    M.HOUSEHOLDS, M.PEOPLE, M.POOR, M.POOR_PEOPLE, M.GAP_FX, M.SEVERITY_FX, M.SUPPORTED, M.ILL, M.UNEMPLOYED,
-    M.ILLNESS_ONSETS, M.JOB_LOSSES, M.TRANSFERS_FEN, M.NEWLY_POOR, M.RETURNS,
-)
-#: the metrics slots of the counts every household adds in phase 3 (household_events_counts), in order
-EVENTS_SLOTS = (M.CATASTROPHIC, M.REGISTERED, M.REGISTERED_PEOPLE, M.POOR_REGISTERED, M.REGISTERED_ILLNESS)
-_NO_UPDATE_COUNTS = (np.int64(0),) * len(UPDATE_SLOTS)
-_NO_EVENTS_COUNTS = (np.int64(0),) * len(EVENTS_SLOTS)
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _sum_update_counts(a, b):
-    """Two tuples of phase-1 counts (UPDATE_SLOTS) added element by element."""
-    return (
-        a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4], a[5] + b[5], a[6] + b[6],
-        a[7] + b[7], a[8] + b[8], a[9] + b[9], a[10] + b[10], a[11] + b[11], a[12] + b[12], a[13] + b[13],
-    )
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _sum_events_counts(a, b):
-    """Two tuples of phase-3 counts (EVENTS_SLOTS) added element by element."""
-    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4])
-
-
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
-def add_counts(acc, slots, counts):
-    """Add ``counts`` to the metrics ``acc`` at ``slots`` (tuples of the same length)."""
-    for k in range(len(slots)):
-        acc[slots[k]] += counts[k]
-
-
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def register(hh, i, month, route, acc):
     """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
@@ -471,17 +436,7 @@ def month_draws(k0, k1, first_gid, n, month, p, draws):
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household_update(hh, i, month, line, p, acc, draws, j):
-    """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``.
-
-    Adds the household's counts to ``acc``; :func:`village_month` calls
-    :func:`household_update_counts` instead and adds a village's counts at once.
-    """
-    add_counts(acc, UPDATE_SLOTS, household_update_counts(hh, i, month, line, p, acc, draws, j))
-
-
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
-def household_update_counts(hh, i, month, line, p, acc, draws, j):
-    """Phase 1 for household ``i``: its counts in the order of ``UPDATE_SLOTS`` (rare events go to ``acc``)."""
+    """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``."""
     size = np.int64(hh.size[i])
     workers = hh.workers[i]
     flags = hh.flags[i]
@@ -534,15 +489,13 @@ def household_update_counts(hh, i, month, line, p, acc, draws, j):
     income = income_12m(hh, i)
     draws[DRAW_INCOME_12M, j] = income  # kept for phases 2 and 3 (the ring does not change before them)
     poor = income < line
-    newly_poor = 0
-    returned = 0
     if month <= p.record_start:
         hh.poor_since[i] = NEVER  # poor (if at all) since before the record: onset unknown
     elif poor and not (flags & FLAG_POOR):
         hh.poor_since[i] = to_stored(month)
-        newly_poor = 1
+        acc[M.NEWLY_POOR] += 1
         if not registered and months_since(hh.exit_month[i], month) <= _MONTHS_TO_RETURN:
-            returned = 1
+            acc[M.RETURNS] += 1
     flags = (flags | FLAG_POOR) if poor else (flags & ~FLAG_POOR)
 
     hh.illness[i] = illness
@@ -585,19 +538,27 @@ def household_update_counts(hh, i, month, line, p, acc, draws, j):
         ):
             flag(hh, i, month, ROUTE_HOTLINE, 0, p, acc)
 
-    # counts of this phase, in the order of UPDATE_SLOTS
-    gap_fx = 0
-    severity_fx = 0
+    # metrics of this phase
+    acc[M.HOUSEHOLDS] += 1
+    acc[M.PEOPLE] += size
     if poor:
         gap = (line - max(income, 0.0)) / line
-        gap_fx = size * np.int64(round(gap * M.FX_SCALE))
-        severity_fx = size * np.int64(round(gap * gap * M.FX_SCALE))
-    transfer_fen = np.int64(round(transfer * size * 100.0)) if transfer > 0.0 else 0
-    return (
-        np.int64(1), size, np.int64(poor), size if poor else 0, gap_fx, severity_fx, np.int64(supported),
-        np.int64(illness != 0), np.int64(unemployed != 0), np.int64(onset), np.int64(lost_job), transfer_fen,
-        np.int64(newly_poor), np.int64(returned),
-    )
+        acc[M.POOR] += 1
+        acc[M.POOR_PEOPLE] += size
+        acc[M.GAP_FX] += size * np.int64(round(gap * M.FX_SCALE))
+        acc[M.SEVERITY_FX] += size * np.int64(round(gap * gap * M.FX_SCALE))
+    if supported:
+        acc[M.SUPPORTED] += 1
+    if illness != 0:
+        acc[M.ILL] += 1
+    if unemployed != 0:
+        acc[M.UNEMPLOYED] += 1
+    if onset:
+        acc[M.ILLNESS_ONSETS] += 1
+    if lost_job:
+        acc[M.JOB_LOSSES] += 1
+    if transfer > 0.0:
+        acc[M.TRANSFERS_FEN] += np.int64(round(transfer * size * 100.0))
 
 
 # --------------------------------------------------------------------------------------
@@ -718,17 +679,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, 
     """Phase 3 for household ``i``; ``village_lookback`` is its village's look-back month.
 
     Column ``j`` of ``draws`` holds what phase 1 left for it (its 12-month income).
-    Adds the household's counts to ``acc``; :func:`village_month` calls
-    :func:`household_events_counts` instead and adds a village's counts at once.
     """
-    add_counts(
-        acc, EVENTS_SLOTS, household_events_counts(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, draws, j)
-    )
-
-
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
-def household_events_counts(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, draws, j):
-    """Phase 3 for household ``i``: its counts in the order of ``EVENTS_SLOTS`` (events go to ``acc``)."""
     income = draws[DRAW_INCOME_12M, j]
     flags = hh.flags[i]
     poor = (flags & FLAG_POOR) != 0
@@ -794,13 +745,18 @@ def household_events_counts(hh, i, gid, month, line, p, k0, k1, acc, village_loo
                 register(hh, i, month, ROUTE_REVIEW, acc)
                 registered = True
 
-    # e. end-of-month register and health counts, in the order of EVENTS_SLOTS
+    # e. end-of-month register and health metrics
     household_income = income * hh.size[i]
     catastrophic = np.float64(hh.medical_12m[i]) > M.CATASTROPHIC_SHARE * max(household_income, 0.0)
-    return (
-        np.int64(catastrophic), np.int64(registered), np.int64(hh.size[i]) if registered else np.int64(0),
-        np.int64(registered and poor), np.int64(registered and (catastrophic or hh.illness[i] != 0)),
-    )
+    if catastrophic:
+        acc[M.CATASTROPHIC] += 1
+    if registered:
+        acc[M.REGISTERED] += 1
+        acc[M.REGISTERED_PEOPLE] += hh.size[i]
+        if poor:
+            acc[M.POOR_REGISTERED] += 1
+        if catastrophic or hh.illness[i] != 0:
+            acc[M.REGISTERED_ILLNESS] += 1
 
 
 # --------------------------------------------------------------------------------------
@@ -812,23 +768,15 @@ def household_events_counts(hh, i, gid, month, line, p, k0, k1, acc, village_loo
 def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Advance the village of households ``first .. end-1`` through ``month`` (see the module docstring)."""
     month_draws(k0, k1, first_id + first, end - first, month, p, draws)
-    # the counts every household adds are summed here, in registers, and added to acc once
-    update_counts = _NO_UPDATE_COUNTS
     for i in range(first, end):
-        update_counts = _sum_update_counts(update_counts, household_update_counts(hh, i, month, line, p, acc, draws, i - first))
-    add_counts(acc, UPDATE_SLOTS, update_counts)
+        household_update(hh, i, month, line, p, acc, draws, i - first)
     village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws)
     if p.lookback_start != NO_MONTH and p.lookback_start <= month <= p.lookback_end:
         village_lookback = lookback_month(p, k0, k1, first_id + first)
     else:
         village_lookback = NO_MONTH
-    events_counts = _NO_EVENTS_COUNTS
     for i in range(first, end):
-        events_counts = _sum_events_counts(
-            events_counts,
-            household_events_counts(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback, draws, i - first),
-        )
-    add_counts(acc, EVENTS_SLOTS, events_counts)
+        household_events(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback, draws, i - first)
 
 
 # --------------------------------------------------------------------------------------
