@@ -88,9 +88,9 @@ import numpy as np
 
 import povsim
 from povsim import metrics as M
-from povsim import elementary, rng
+from povsim import rng
 from povsim.config import ONE_TIME_THRESHOLD, format_month, parse_month
-from povsim.engine import Simulation
+from povsim.engine import Simulation, villages_per_block
 from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households, build_population
 from povsim.rules import DRAW_INCOME, N_DRAWS, make_params, month_draws
 from povsim.timeline import Timeline
@@ -424,17 +424,15 @@ def _engine_philox(n, month, k0, k1):
 
 
 @numba.njit(parallel=True, error_model="numpy")
-def _engine_month_draws(village_start, month, p, k0, k1):
+def _engine_month_draws(village_start, per_block, month, p, k0, k1):
     """The engine's own draws: rules.month_draws for every village (two Philox calls per household,
-    vectorised, and the three Box-Muller normals), in parallel blocks of villages as run_month."""
+    vectorised, and the three Box-Muller normals), in the engine's parallel blocks of villages."""
     n_villages = village_start.shape[0] - 1
     largest = 0
     for v in range(n_villages):
         largest = max(largest, village_start[v + 1] - village_start[v])
-    blocks = 2048
-    per_block = max(1, -(-n_villages // blocks))
     total = 0.0
-    for b in numba.prange(blocks):
+    for b in numba.prange(-(-n_villages // per_block)):
         draws = np.empty((N_DRAWS, largest), np.float64)
         for v in range(b * per_block, min(n_villages, (b + 1) * per_block)):
             n = village_start[v + 1] - village_start[v]
@@ -462,10 +460,12 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     sim = Simulation(cfg)
     params = make_params(cfg)
     starts = sim.population.village_start
-    _engine_month_draws(starts[:2], month, params, k0, k1)  # compile
+    _engine_month_draws(starts[:2], 1, month, params, k0, k1)  # compile
     engine = {
         "philox": _best_of(lambda: _engine_philox(households, month, k0, k1), repeats),
-        "draws + normals (+ exp)": _best_of(lambda: _engine_month_draws(starts, month, params, k0, k1), repeats),
+        "draws + normals (+ exp)": _best_of(
+            lambda: _engine_month_draws(starts, villages_per_block(len(starts) - 1), month, params, k0, k1), repeats
+        ),
         "whole step": _best_of(sim.step, repeats),
     }
     del sim

@@ -45,3 +45,18 @@ def full_run():
 @pytest.fixture(scope="session")
 def full_result(full_run):
     return full_run[1]
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Any attempt to simulate (serially, on a cluster, or a block of a split population) fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    import povsim.cluster
+    import povsim.engine
+
+    monkeypatch.setattr(povsim, "run", refuse)
+    monkeypatch.setattr(povsim.engine.Simulation, "__init__", refuse)
+    monkeypatch.setattr(povsim.cluster, "simulate", refuse)

@@ -166,19 +166,6 @@ FIVE_SCENARIOS = """
 """
 
 
-@pytest.fixture
-def nothing_runs(monkeypatch):
-    """Any attempt to simulate fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a run started")
-
-    import povsim.engine
-
-    monkeypatch.setattr(povsim, "run", refuse)
-    monkeypatch.setattr(povsim.engine.Simulation, "__init__", refuse)
-
-
 @pytest.mark.parametrize(
     "bad, expected",
     [

@@ -42,21 +42,6 @@ def _write(tmp_path, text: str, name: str = "exp"):
     return path
 
 
-@pytest.fixture
-def nothing_runs(monkeypatch):
-    """Any attempt to simulate fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a run started")
-
-    import povsim.cluster
-    import povsim.engine
-
-    monkeypatch.setattr(povsim, "run", refuse)
-    monkeypatch.setattr(povsim.engine.Simulation, "__init__", refuse)
-    monkeypatch.setattr(povsim.cluster, "simulate", refuse)
-
-
 # --- replicate seeds ------------------------------------------------------------------------------------------------
 
 

@@ -94,38 +94,10 @@ class CountyModel(PovertyModel):
     are the same model (with ``skip_burn_in=False``, the same object state too).
     """
 
-    def __init__(
-        self,
-        households: int = DEFAULT_HOUSEHOLDS,
-        households_per_village: int = DEFAULT_HOUSEHOLDS_PER_VILLAGE,
-        self_declaration: bool = True,
-        cadres: bool = True,
-        sector_data: bool = True,
-        hotline: bool = True,
-        cadre_visits: int | None = None,
-        data_coverage_formal: float | None = None,
-        data_coverage_informal: float | None = None,
-        verification_error: float | None = None,
-        seed: int | None = None,
-        burn_in_years: int = 1,
-        skip_burn_in: bool = True,
-        base: Config | None = None,
-    ):
-        config = county_config(
-            households=households,
-            households_per_village=households_per_village,
-            self_declaration=self_declaration,
-            cadres=cadres,
-            sector_data=sector_data,
-            hotline=hotline,
-            cadre_visits=cadre_visits,
-            data_coverage_formal=data_coverage_formal,
-            data_coverage_informal=data_coverage_informal,
-            verification_error=verification_error,
-            seed=seed,
-            burn_in_years=burn_in_years,
-            base=base,
-        )
+    def __init__(self, skip_burn_in: bool = True, **kwargs: Any):
+        # ``kwargs`` (so named: Mesa's SolaraViz accepts any keyword then) go to county_config,
+        # which refuses an unknown one with a TypeError naming it
+        config = county_config(**kwargs)
         super().__init__(config)
         if skip_burn_in:
             while self.month < self.timeline.start:
