@@ -1,4 +1,4 @@
-"""Numba settings shared by every compiled module: where compiled code is cached.
+"""Numba settings shared by every compiled module: where compiled code is cached, how wide its vectors are.
 
 Numba re-validates a cached function only against its own source file, but the
 engine's ``run_month`` (engine.py) embeds the rules compiled from rules.py, rng.py
@@ -13,6 +13,19 @@ user is respected.
 Every compiled module imports this one before defining a Numba function, which is
 when Numba reads the cache folder.  The hash reads the small files of
 ``COMPILED_SOURCES``, once.
+
+Vector width: on a CPU with AVX-512, LLVM's tuning for Intel server cores prefers
+256-bit vectors (``prefer-256-bit``; on older cores 512-bit instructions lowered
+the clock).  povsim's vectorised loops (Philox, Box-Muller, the month's incomes)
+run about 1.4 times faster with 512-bit vectors on the machines measured in
+``docs/performance.md``, so povsim asks Numba for the host CPU with that
+preference removed.  Results do not change: the loops are element by element (no
+reordered sums), so every lane computes the bits a scalar would.  A
+``NUMBA_CPU_NAME`` or ``NUMBA_CPU_FEATURES`` set by the user, or
+``POVSIM_VECTOR_WIDTH=default``, leaves Numba's choice alone.  The setting takes
+effect if povsim is imported before Numba compiles anything; the CPU and its
+features are part of the key of Numba's cache, so no code compiled for another
+setting is ever reused.
 """
 
 from __future__ import annotations
@@ -52,5 +65,21 @@ def _cache_dir() -> str:
     return str(folder)
 
 
+def _prefer_widest_vectors() -> None:
+    """Compile for the host CPU without LLVM's preference for 256-bit vectors (AVX-512 CPUs only)."""
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        return
+    if os.environ.get("POVSIM_VECTOR_WIDTH", "widest") == "default":
+        return
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features().flatten()
+    if "+avx512f" not in features.split(","):
+        return
+    numba.config.CPU_NAME = binding.get_host_cpu_name()
+    numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+
+
 if not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = _cache_dir()
+_prefer_widest_vectors()

@@ -115,7 +115,10 @@ DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income phase 1 computes,
 DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1, as normals: persistent, transitory, medical bill
 DRAW_CHANNELS = 8  #: rows 8-11, STREAM_CHANNELS index 0: self-declaration, hotline, own perception
 DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception (14-15: its log income, bound)
-N_DRAWS = 16
+DRAW_PERSISTENT = 16  #: row 16, not a draw: this month's persistent income component (month_income)
+DRAW_EARNINGS = 17  #: row 17, not a draw: this month's per-capita earnings before illness and job losses
+DRAW_BILL = 18  #: row 18, not a draw: the medical bill of an illness this month, before reimbursement
+N_DRAWS = 19
 METHOD_THRESHOLD = 0
 METHOD_QUOTA = 1
 _BOUND_SLACK = 1e-6  #: log points added to a lower bound before it excludes anything (covers rounding)
@@ -434,6 +437,49 @@ def month_draws(k0, k1, first_gid, n, month, p, draws):
         rng.fill_uniforms(k0, k1, rng.STREAM_CHANNELS, first_gid, n, month, 0, draws, DRAW_CHANNELS)
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def is_supported(flags, support_left):
+    """Whether a household receives support this month: registered, or exited within its transition period."""
+    return ((flags & FLAG_REGISTERED) != 0) | (support_left > 0)  # no branch: month_income vectorises
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def developed_capacity(capacity, supported, p):
+    """Earning capacity after this month's development support (capacity units)."""
+    grown = min(capacity + p.development_rate, p.development_max)
+    return grown if supported and capacity < p.development_max else capacity
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
+def month_income(hh, first, n, month, p, draws):
+    """Step 0b: the income arithmetic of households ``first .. first + n - 1`` that no shock of the month changes.
+
+    From :func:`month_draws`' normals and the state before the month, for
+    column ``j`` (household ``first + j``): the new persistent component
+    (``DRAW_PERSISTENT``), the per-capita earnings before the losses of illness
+    and job loss (``DRAW_EARNINGS``) and the bill of an illness
+    (``DRAW_BILL``).  Phase 1 (:func:`household_update`) applies the month's
+    shocks to them.  The loop reads the state and writes only ``draws``, with no
+    branch and no library call, so LLVM vectorises it, exponentials included.
+    """
+    trend = p.trend_per_month * (month - p.base_month)
+    for j in range(n):
+        i = first + j
+        supported = is_supported(hh.flags[i], hh.support_left[i])
+        capacity = developed_capacity(np.int64(hh.capacity[i]), supported, p)
+        persistent = p.persistent_rho * np.float64(hh.persistent[i]) + p.persistent_innovation_sd * draws[DRAW_INCOME, j]
+        log_income = (
+            np.float64(hh.level[i])
+            + trend
+            + persistent
+            + capacity / CAPACITY_SCALE
+            + p.transitory_sd * draws[DRAW_INCOME + 1, j]
+        )
+        draws[DRAW_PERSISTENT, j] = persistent
+        draws[DRAW_EARNINGS, j] = elementary.exp(log_income) / 12.0
+        draws[DRAW_BILL, j] = elementary.exp(p.bill_log_median + p.bill_sd * draws[DRAW_INCOME + 2, j])
+
+
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household_update(hh, i, month, line, p, acc, draws, j):
     """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``."""
@@ -446,41 +492,29 @@ def household_update(hh, i, month, line, p, acc, draws, j):
     u_illness = draws[DRAW_SHOCKS, j]
     u_chronic = draws[DRAW_SHOCKS + 1, j]
     u_job = draws[DRAW_SHOCKS + 2, j]
-    z_bill = draws[DRAW_INCOME + 2, j]
-    z_persistent = draws[DRAW_INCOME, j]
-    z_transitory = draws[DRAW_INCOME + 1, j]
-    supported = registered or hh.support_left[i] > 0
+    supported = is_supported(flags, hh.support_left[i])
     if not registered and hh.support_left[i] > 0:
         hh.support_left[i] -= 1  # one transition month used
     illness, onset = illness_transition(hh.illness[i], u_illness, u_chronic, p)
     reemployment = min(1.0, p.reemployment * (p.reemployment_multiplier if supported else 1.0))
     unemployed, lost_job = job_transition(hh.unemployed[i], workers, u_job, p.job_loss, reemployment)
 
-    # b. support
-    capacity = np.int64(hh.capacity[i])
-    if supported and capacity < p.development_max:
-        capacity = min(capacity + p.development_rate, p.development_max)
-        hh.capacity[i] = capacity
+    # b. support (development support raised the capacity that month_income used)
+    if supported:
+        hh.capacity[i] = developed_capacity(np.int64(hh.capacity[i]), supported, p)
     transfer = p.transfer if supported else 0.0
     reimbursement = p.supported_reimbursement if supported else p.reimbursement
 
-    # c. income (per person, this month, yuan)
-    persistent = p.persistent_rho * np.float64(hh.persistent[i]) + p.persistent_innovation_sd * z_persistent
-    log_income = (
-        np.float64(hh.level[i])
-        + p.trend_per_month * (month - p.base_month)
-        + persistent
-        + capacity / CAPACITY_SCALE
-        + p.transitory_sd * z_transitory
-    )
-    gross = elementary.exp(log_income) / 12.0
+    # c. income (per person, this month, yuan), from month_income's earnings
+    persistent = draws[DRAW_PERSISTENT, j]
+    gross = draws[DRAW_EARNINGS, j]
     if illness != 0:
         gross *= 1.0 - p.illness_income_loss
     if unemployed != 0:
         gross *= 1.0 - p.job_income_loss
     medical = 0.0  # out-of-pocket, whole household
     if illness != 0:
-        medical = elementary.exp(p.bill_log_median + p.bill_sd * z_bill) * (1.0 - reimbursement)
+        medical = draws[DRAW_BILL, j] * (1.0 - reimbursement)
     hh.net_income[i, month % 12] = store_yuan(gross + transfer - medical / size)
     medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + medical
     hh.medical_12m[i] = medical_12m
@@ -631,35 +665,36 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
         # The cadres visit the cadre_visits lowest perceived log incomes among the eligible
         # (ties by index).  A perception is at least log income - sd x radius - favouritism
         # (|normal| <= its Box-Muller radius), so once that many are kept, a household whose
-        # bound is not below the highest kept value cannot enter, and its perception need not
-        # be finished: the same visits, cheaper.  First, for every household (a vectorised
-        # loop): its log income, its radius and that bound.
-        for j in range(n):
-            log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
-            r = rng.box_muller_radius(draws[DRAW_CADRE, j])
-            favoured = p.cadre_favouritism if (hh.flags[first + j] & FLAG_CONNECTED) != 0 else 0.0
-            draws[DRAW_CADRE, j] = r
-            draws[DRAW_CADRE + 2, j] = log_income
-            draws[DRAW_CADRE + 3, j] = log_income - p.cadre_sd * r - favoured
-        visits = p.cadre_visits
-        visited = 0
+        # bound is not below the highest kept value + slack cannot enter, and its perception
+        # need not be finished: the same visits, cheaper.  First, for every household (a
+        # vectorised loop): its log income, its radius and that bound, +inf if not eligible.
         for j in range(n):
             i = first + j
+            log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
+            r = rng.box_muller_radius(draws[DRAW_CADRE, j])
+            favoured = p.cadre_favouritism if (hh.flags[i] & FLAG_CONNECTED) != 0 else 0.0
             eligible = (
-                (hh.flags[i] & FLAG_REGISTERED) == 0
-                and hh.pending_route[i] == 0
-                and months_since(hh.last_visit[i], month) >= p.cadre_revisit
+                ((hh.flags[i] & FLAG_REGISTERED) == 0)
+                & (hh.pending_route[i] == 0)
+                & (months_since(hh.last_visit[i], month) >= p.cadre_revisit)
             )
-            if not eligible or visits <= 0:
-                continue
-            if visited == visits and draws[DRAW_CADRE + 3, j] >= values[chosen[visits - 1]] + _BOUND_SLACK:
+            draws[DRAW_CADRE, j] = r
+            draws[DRAW_CADRE + 2, j] = log_income
+            draws[DRAW_CADRE + 3, j] = (log_income - p.cadre_sd * r - favoured) if eligible else math.inf
+        visits = p.cadre_visits
+        visited = 0
+        threshold = math.inf  # +inf until `visits` are kept: every eligible household enters
+        for j in range(n if visits > 0 else 0):
+            if not draws[DRAW_CADRE + 3, j] < threshold:
                 continue
             z = rng.box_muller_first(draws[DRAW_CADRE, j], draws[DRAW_CADRE + 1, j])
             perceived = draws[DRAW_CADRE + 2, j] + p.cadre_sd * z
-            if hh.flags[i] & FLAG_CONNECTED:
+            if hh.flags[first + j] & FLAG_CONNECTED:
                 perceived -= p.cadre_favouritism
             values[j] = perceived
             visited = _keep_lowest(values, j, chosen, visited, visits)
+            if visited == visits:
+                threshold = values[chosen[visits - 1]] + _BOUND_SLACK
         for c in range(visited):
             j = chosen[c]
             i = first + j
@@ -768,6 +803,7 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, 
 def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Advance the village of households ``first .. end-1`` through ``month`` (see the module docstring)."""
     month_draws(k0, k1, first_id + first, end - first, month, p, draws)
+    month_income(hh, first, end - first, month, p, draws)
     for i in range(first, end):
         household_update(hh, i, month, line, p, acc, draws, i - first)
     village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws)
