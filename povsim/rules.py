@@ -115,10 +115,17 @@ DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income phase 1 computes,
 DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1, as normals: persistent, transitory, medical bill
 DRAW_CHANNELS = 8  #: rows 8-11, STREAM_CHANNELS index 0: self-declaration, hotline, own perception
 DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception (14-15: its log income, bound)
-DRAW_PERSISTENT = 16  #: row 16, not a draw: this month's persistent income component (month_income)
-DRAW_EARNINGS = 17  #: row 17, not a draw: this month's per-capita earnings before illness and job losses
-DRAW_BILL = 18  #: row 18, not a draw: the medical bill of an illness this month, before reimbursement
-N_DRAWS = 19
+# Rows 16-22 are not draws: month_income's results, which phase 1 (household_update) records
+DRAW_PERSISTENT = 16  #: the new persistent income component, log points
+DRAW_EARNINGS = 17  #: per-capita earnings before the losses of illness and job loss, yuan
+DRAW_BILL = 18  #: the medical bill of an illness this month, before reimbursement, yuan per household
+DRAW_ILLNESS = 19  #: the new illness state
+DRAW_UNEMPLOYED = 20  #: the new unemployment flag
+DRAW_ONSET = 21  #: 1 if an illness began this month
+DRAW_LOST_JOB = 22  #: 1 if a job was lost this month
+DRAW_NET_INCOME = 23  #: this month's per-capita net income as it will be stored (whole yuan)
+DRAW_MEDICAL = 24  #: this month's out-of-pocket medical spending, yuan per household
+N_DRAWS = 25
 METHOD_THRESHOLD = 0
 METHOD_QUOTA = 1
 _BOUND_SLACK = 1e-6  #: log points added to a lower bound before it excludes anything (covers rounding)
@@ -295,28 +302,28 @@ def illness_transition(illness, u_illness, u_chronic, p):
     """New illness state (0 healthy, 1 acute, 2 chronic) and whether it began this month.
 
     One uniform decides the transition: a healthy household falls ill with
-    probability ``illness_onset``; an ill one recovers with its recovery
-    probability (and cannot fall ill again in the same month).
+    probability ``illness_onset`` (chronically if ``u_chronic < chronic_share``);
+    an ill one recovers with its recovery probability (and cannot fall ill again
+    in the same month).  Written as selections, without branches, so that a loop
+    of it vectorises.
     """
-    if illness == 0:
-        if u_illness < p.illness_onset:
-            return (2 if u_chronic < p.chronic_share else 1), True
-        return 0, False
-    if illness == 1:
-        return (0 if u_illness < p.acute_recovery else 1), False
-    return (0 if u_illness < p.chronic_recovery else 2), False
+    healthy = illness == 0
+    leave = u_illness < (p.illness_onset if healthy else (p.acute_recovery if illness == 1 else p.chronic_recovery))
+    fallen_ill = np.int64(2 if u_chronic < p.chronic_share else 1)
+    new = (fallen_ill if healthy else np.int64(0)) if leave else np.int64(illness)
+    return new, leave & healthy
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def job_transition(unemployed, workers, u_job, job_loss, reemployment):
-    """New unemployment flag and whether a job was lost this month (households with workers only)."""
-    if workers == 0:
-        return 0, False
-    if unemployed:
-        return (0 if u_job < reemployment else 1), False
-    if u_job < job_loss:
-        return 1, True
-    return 0, False
+    """New unemployment flag and whether a job was lost this month (households with workers only).
+
+    Written as selections, without branches, so that a loop of it vectorises.
+    """
+    out_of_work = unemployed != 0
+    leave = (workers != 0) & (u_job < (reemployment if out_of_work else job_loss))
+    new = np.int64(out_of_work != leave) if workers != 0 else np.int64(0)
+    return new, leave & (not out_of_work)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -462,14 +469,19 @@ def month_income(hh, first, n, month, p, draws):
     shocks to them.  The loop reads the state and writes only ``draws``, with no
     branch and no library call, so LLVM vectorises it, exponentials included.
     """
+    # the village's state as views indexed from 0 by the loop counter: LLVM then sees consecutive
+    # addresses (indexing by first + j, which Numba must check for a negative index, it gathers)
+    end = first + n
+    flags, support_left, size, workers = hh.flags[first:end], hh.support_left[first:end], hh.size[first:end], hh.workers[first:end]
+    illness_state, unemployed_state = hh.illness[first:end], hh.unemployed[first:end]
+    level, persistent_state, capacity_state = hh.level[first:end], hh.persistent[first:end], hh.capacity[first:end]
     trend = p.trend_per_month * (month - p.base_month)
     for j in range(n):
-        i = first + j
-        supported = is_supported(hh.flags[i], hh.support_left[i])
-        capacity = developed_capacity(np.int64(hh.capacity[i]), supported, p)
-        persistent = p.persistent_rho * np.float64(hh.persistent[i]) + p.persistent_innovation_sd * draws[DRAW_INCOME, j]
+        supported = is_supported(flags[j], support_left[j])
+        capacity = developed_capacity(np.int64(capacity_state[j]), supported, p)
+        persistent = p.persistent_rho * np.float64(persistent_state[j]) + p.persistent_innovation_sd * draws[DRAW_INCOME, j]
         log_income = (
-            np.float64(hh.level[i])
+            np.float64(level[j])
             + trend
             + persistent
             + capacity / CAPACITY_SCALE
@@ -478,45 +490,59 @@ def month_income(hh, first, n, month, p, draws):
         draws[DRAW_PERSISTENT, j] = persistent
         draws[DRAW_EARNINGS, j] = elementary.exp(log_income) / 12.0
         draws[DRAW_BILL, j] = elementary.exp(p.bill_log_median + p.bill_sd * draws[DRAW_INCOME + 2, j])
+    for j in range(n):  # a. the month's shocks
+        supported = is_supported(flags[j], support_left[j])
+        illness, onset = illness_transition(illness_state[j], draws[DRAW_SHOCKS, j], draws[DRAW_SHOCKS + 1, j], p)
+        reemployment = min(1.0, p.reemployment * (p.reemployment_multiplier if supported else 1.0))
+        unemployed, lost_job = job_transition(
+            unemployed_state[j], workers[j], draws[DRAW_SHOCKS + 2, j], p.job_loss, reemployment
+        )
+        draws[DRAW_ILLNESS, j] = illness
+        draws[DRAW_UNEMPLOYED, j] = unemployed
+        draws[DRAW_ONSET, j] = onset
+        draws[DRAW_LOST_JOB, j] = lost_job
+    for j in range(n):  # b-c. support and the income after the shocks (per person, this month, yuan)
+        supported = is_supported(flags[j], support_left[j])
+        transfer = p.transfer if supported else 0.0
+        reimbursement = p.supported_reimbursement if supported else p.reimbursement
+        ill = draws[DRAW_ILLNESS, j] != 0.0
+        gross = draws[DRAW_EARNINGS, j]
+        if ill:
+            gross *= 1.0 - p.illness_income_loss
+        if draws[DRAW_UNEMPLOYED, j] != 0.0:
+            gross *= 1.0 - p.job_income_loss
+        medical = draws[DRAW_BILL, j] * (1.0 - reimbursement) if ill else 0.0  # out-of-pocket, whole household
+        draws[DRAW_MEDICAL, j] = medical
+        draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - medical / np.int64(size[j]))
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household_update(hh, i, month, line, p, acc, draws, j):
-    """Phase 1 for household ``i`` in calendar month ``month``; its draws are column ``j`` of ``draws``."""
+    """Phase 1 for household ``i`` in calendar month ``month``: record column ``j`` of ``draws``.
+
+    :func:`month_income` computed the month's shocks, support and income (steps
+    a-c of the order of events) for the village; this records them in the
+    household's state, with the poverty they leave (d), and runs the
+    household-level channels (e).
+    """
     size = np.int64(hh.size[i])
-    workers = hh.workers[i]
     flags = hh.flags[i]
     registered = (flags & FLAG_REGISTERED) != 0
 
-    # a. shocks
-    u_illness = draws[DRAW_SHOCKS, j]
-    u_chronic = draws[DRAW_SHOCKS + 1, j]
-    u_job = draws[DRAW_SHOCKS + 2, j]
+    # a-c. shocks, support and income, as month_income computed them
+    illness = np.uint8(draws[DRAW_ILLNESS, j])
+    unemployed = np.uint8(draws[DRAW_UNEMPLOYED, j])
+    onset = draws[DRAW_ONSET, j] != 0.0
+    lost_job = draws[DRAW_LOST_JOB, j] != 0.0
     supported = is_supported(flags, hh.support_left[i])
-    if not registered and hh.support_left[i] > 0:
-        hh.support_left[i] -= 1  # one transition month used
-    illness, onset = illness_transition(hh.illness[i], u_illness, u_chronic, p)
-    reemployment = min(1.0, p.reemployment * (p.reemployment_multiplier if supported else 1.0))
-    unemployed, lost_job = job_transition(hh.unemployed[i], workers, u_job, p.job_loss, reemployment)
-
-    # b. support (development support raised the capacity that month_income used)
     if supported:
         hh.capacity[i] = developed_capacity(np.int64(hh.capacity[i]), supported, p)
+        if not registered:
+            hh.support_left[i] -= 1  # one transition month used
     transfer = p.transfer if supported else 0.0
-    reimbursement = p.supported_reimbursement if supported else p.reimbursement
-
-    # c. income (per person, this month, yuan), from month_income's earnings
     persistent = draws[DRAW_PERSISTENT, j]
-    gross = draws[DRAW_EARNINGS, j]
-    if illness != 0:
-        gross *= 1.0 - p.illness_income_loss
-    if unemployed != 0:
-        gross *= 1.0 - p.job_income_loss
-    medical = 0.0  # out-of-pocket, whole household
-    if illness != 0:
-        medical = draws[DRAW_BILL, j] * (1.0 - reimbursement)
-    hh.net_income[i, month % 12] = store_yuan(gross + transfer - medical / size)
-    medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + medical
+    hh.net_income[i, month % 12] = np.int16(draws[DRAW_NET_INCOME, j])
+    medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + draws[DRAW_MEDICAL, j]
     hh.medical_12m[i] = medical_12m
 
     # d. true poverty; onsets are recorded once 12 months of history exist
@@ -668,15 +694,15 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
         # bound is not below the highest kept value + slack cannot enter, and its perception
         # need not be finished: the same visits, cheaper.  First, for every household (a
         # vectorised loop): its log income, its radius and that bound, +inf if not eligible.
-        for j in range(n):
-            i = first + j
+        flags, pending_route, last_visit = hh.flags[first:end], hh.pending_route[first:end], hh.last_visit[first:end]
+        for j in range(n):  # (views indexed by the loop counter: see month_income)
             log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
             r = rng.box_muller_radius(draws[DRAW_CADRE, j])
-            favoured = p.cadre_favouritism if (hh.flags[i] & FLAG_CONNECTED) != 0 else 0.0
+            favoured = p.cadre_favouritism if (flags[j] & FLAG_CONNECTED) != 0 else 0.0
             eligible = (
-                ((hh.flags[i] & FLAG_REGISTERED) == 0)
-                & (hh.pending_route[i] == 0)
-                & (months_since(hh.last_visit[i], month) >= p.cadre_revisit)
+                ((flags[j] & FLAG_REGISTERED) == 0)
+                & (pending_route[j] == 0)
+                & (months_since(last_visit[j], month) >= p.cadre_revisit)
             )
             draws[DRAW_CADRE, j] = r
             draws[DRAW_CADRE + 2, j] = log_income
