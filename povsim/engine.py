@@ -105,6 +105,9 @@ class Simulation:
     def step(self, quota: np.ndarray | None = None) -> np.ndarray:
         """Simulate the next month; return its totals (int64, one per metrics slot).
 
+        The totals of a burn-in month are zeros: its metrics are not counted,
+        since nothing reports them.
+
         ``quota`` gives every village's registration quota in a quota month
         (computed here from this population when omitted); other months ignore it.
         """

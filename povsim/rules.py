@@ -114,7 +114,7 @@ DRAW_SHOCKS = 0  #: rows 0-2, STREAM_SHOCKS index 0: illness, chronic, job (its 
 DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income phase 1 computes, which phases 2 and 3 reuse
 DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1, as normals: persistent, transitory, medical bill
 DRAW_CHANNELS = 8  #: rows 8-11, STREAM_CHANNELS index 0: self-declaration, hotline, own perception
-DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception (14-15: its log income, bound)
+DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception (14-15 unused)
 # Rows 16-22 are not draws: month_income's results, which phase 1 (household_update) records
 DRAW_PERSISTENT = 16  #: the new persistent income component, log points
 DRAW_EARNINGS = 17  #: per-capita earnings before the losses of illness and job loss, yuan
@@ -128,7 +128,6 @@ DRAW_MEDICAL = 24  #: this month's out-of-pocket medical spending, yuan per hous
 N_DRAWS = 25
 METHOD_THRESHOLD = 0
 METHOD_QUOTA = 1
-_BOUND_SLACK = 1e-6  #: log points added to a lower bound before it excludes anything (covers rounding)
 _MONTHS_TO_RETURN = 12  #: a fall into poverty within this many months of exiting is a return
 
 
@@ -137,6 +136,8 @@ class Params(NamedTuple):
 
     # time
     record_start: int  # first month with 12 months of income history; poverty onsets are recorded after it
+    report_start: int  # first reported month: the metrics of earlier (burn-in) months are not counted
+    quiet_until: int  # first month that is reported or in which a rule runs: phase 3 has nothing to do before it
     # income
     base_month: int
     trend_per_month: float
@@ -213,9 +214,21 @@ def make_params(cfg: Config) -> Params:
     inc, ill, job, pol = cfg.income, cfg.illness, cfg.job_loss, cfg.policy
     reg, lb, rv, ch = pol.registration, pol.lookback, pol.review, pol.channels
     sup, ver = pol.support, pol.verification
-    first = parse_month(cfg.simulation.start) - 12 * cfg.simulation.burn_in_years
+    report_start = parse_month(cfg.simulation.start)
+    first = report_start - 12 * cfg.simulation.burn_in_years
+    rule_months = [
+        _month_or_never(reg.enabled, reg.month),
+        _month_or_never(lb.enabled, lb.start),
+        _month_or_never(rv.enabled, rv.first),
+        _month_or_never(ch.self.enabled, ch.self.start),
+        _month_or_never(ch.cadre.enabled and ch.cadre.visits_per_village > 0, ch.cadre.start),
+        _month_or_never(ch.data.enabled, ch.data.start),
+        _month_or_never(ch.hotline.enabled, ch.hotline.start),
+    ]
     return Params(
         record_start=first + 11,
+        report_start=report_start,
+        quiet_until=min([report_start] + [m for m in rule_months if m != NO_MONTH]),
         base_month=inc.base_year * 12,
         trend_per_month=inc.trend / 12.0,
         persistent_rho=inc.persistent_rho,
@@ -359,7 +372,7 @@ def income_drop(hh, i, month, threshold, total):
     for back in range(3):
         recent += np.int64(hh.net_income[i, (month - back) % 12])
     earlier = np.int64(total) - recent
-    return earlier > 0 and recent / 3.0 < (1.0 - threshold) * earlier / 9.0
+    return (earlier > 0) & (recent / 3.0 < (1.0 - threshold) * earlier / 9.0)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -535,10 +548,9 @@ def household_update(hh, i, month, line, p, acc, draws, j):
     onset = draws[DRAW_ONSET, j] != 0.0
     lost_job = draws[DRAW_LOST_JOB, j] != 0.0
     supported = is_supported(flags, hh.support_left[i])
-    if supported:
-        hh.capacity[i] = developed_capacity(np.int64(hh.capacity[i]), supported, p)
-        if not registered:
-            hh.support_left[i] -= 1  # one transition month used
+    # written whether or not the household is supported (the same value if not): no branch
+    hh.capacity[i] = developed_capacity(np.int64(hh.capacity[i]), supported, p)
+    hh.support_left[i] -= np.uint8(supported & (not registered))  # one transition month used
     transfer = p.transfer if supported else 0.0
     persistent = draws[DRAW_PERSISTENT, j]
     hh.net_income[i, month % 12] = np.int16(draws[DRAW_NET_INCOME, j])
@@ -549,13 +561,15 @@ def household_update(hh, i, month, line, p, acc, draws, j):
     income = income_12m(hh, i)
     draws[DRAW_INCOME_12M, j] = income  # kept for phases 2 and 3 (the ring does not change before them)
     poor = income < line
+    report = month >= p.report_start  # the metrics of a burn-in month are not counted
     if month <= p.record_start:
         hh.poor_since[i] = NEVER  # poor (if at all) since before the record: onset unknown
     elif poor and not (flags & FLAG_POOR):
         hh.poor_since[i] = to_stored(month)
-        acc[M.NEWLY_POOR] += 1
-        if not registered and months_since(hh.exit_month[i], month) <= _MONTHS_TO_RETURN:
-            acc[M.RETURNS] += 1
+        if report:
+            acc[M.NEWLY_POOR] += 1
+            if not registered and months_since(hh.exit_month[i], month) <= _MONTHS_TO_RETURN:
+                acc[M.RETURNS] += 1
     flags = (flags | FLAG_POOR) if poor else (flags & ~FLAG_POOR)
 
     hh.illness[i] = illness
@@ -599,6 +613,8 @@ def household_update(hh, i, month, line, p, acc, draws, j):
             flag(hh, i, month, ROUTE_HOTLINE, 0, p, acc)
 
     # metrics of this phase
+    if not report:
+        return
     acc[M.HOUSEHOLDS] += 1
     acc[M.PEOPLE] += size
     if poor:
@@ -607,18 +623,13 @@ def household_update(hh, i, month, line, p, acc, draws, j):
         acc[M.POOR_PEOPLE] += size
         acc[M.GAP_FX] += size * np.int64(round(gap * M.FX_SCALE))
         acc[M.SEVERITY_FX] += size * np.int64(round(gap * gap * M.FX_SCALE))
-    if supported:
-        acc[M.SUPPORTED] += 1
-    if illness != 0:
-        acc[M.ILL] += 1
-    if unemployed != 0:
-        acc[M.UNEMPLOYED] += 1
-    if onset:
-        acc[M.ILLNESS_ONSETS] += 1
-    if lost_job:
-        acc[M.JOB_LOSSES] += 1
-    if transfer > 0.0:
-        acc[M.TRANSFERS_FEN] += np.int64(round(transfer * size * 100.0))
+    # counts added as 0 or 1, without branches on these outcomes of the month's draws
+    acc[M.SUPPORTED] += supported
+    acc[M.ILL] += illness != 0
+    acc[M.UNEMPLOYED] += unemployed != 0
+    acc[M.ILLNESS_ONSETS] += onset
+    acc[M.JOB_LOSSES] += lost_job
+    acc[M.TRANSFERS_FEN] += np.int64(round(transfer * size * 100.0))  # 0 when not supported
 
 
 # --------------------------------------------------------------------------------------
@@ -689,38 +700,30 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
         log_line = elementary.log(line)
         rng.fill_uniforms(k0, k1, rng.STREAM_CADRE, first_id + first, n, month, 0, draws, DRAW_CADRE)
         # The cadres visit the cadre_visits lowest perceived log incomes among the eligible
-        # (ties by index).  A perception is at least log income - sd x radius - favouritism
-        # (|normal| <= its Box-Muller radius), so once that many are kept, a household whose
-        # bound is not below the highest kept value + slack cannot enter, and its perception
-        # need not be finished: the same visits, cheaper.  First, for every household (a
-        # vectorised loop): its log income, its radius and that bound, +inf if not eligible.
+        # (ties by index).  Every household's perception is computed in a vectorised loop
+        # (+inf if it is not eligible); a scan then keeps the lowest, comparing each with the
+        # highest kept once that many are kept.
         flags, pending_route, last_visit = hh.flags[first:end], hh.pending_route[first:end], hh.last_visit[first:end]
         for j in range(n):  # (views indexed by the loop counter: see month_income)
             log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
-            r = rng.box_muller_radius(draws[DRAW_CADRE, j])
-            favoured = p.cadre_favouritism if (flags[j] & FLAG_CONNECTED) != 0 else 0.0
+            z = rng.box_muller_first(rng.box_muller_radius(draws[DRAW_CADRE, j]), draws[DRAW_CADRE + 1, j])
+            perceived = log_income + p.cadre_sd * z
+            if (flags[j] & FLAG_CONNECTED) != 0:
+                perceived -= p.cadre_favouritism
             eligible = (
                 ((flags[j] & FLAG_REGISTERED) == 0)
                 & (pending_route[j] == 0)
                 & (months_since(last_visit[j], month) >= p.cadre_revisit)
             )
-            draws[DRAW_CADRE, j] = r
-            draws[DRAW_CADRE + 2, j] = log_income
-            draws[DRAW_CADRE + 3, j] = (log_income - p.cadre_sd * r - favoured) if eligible else math.inf
+            values[j] = perceived if eligible else math.inf
         visits = p.cadre_visits
         visited = 0
-        threshold = math.inf  # +inf until `visits` are kept: every eligible household enters
+        highest_kept = math.inf  # +inf until `visits` are kept: every eligible household enters
         for j in range(n if visits > 0 else 0):
-            if not draws[DRAW_CADRE + 3, j] < threshold:
-                continue
-            z = rng.box_muller_first(draws[DRAW_CADRE, j], draws[DRAW_CADRE + 1, j])
-            perceived = draws[DRAW_CADRE + 2, j] + p.cadre_sd * z
-            if hh.flags[first + j] & FLAG_CONNECTED:
-                perceived -= p.cadre_favouritism
-            values[j] = perceived
-            visited = _keep_lowest(values, j, chosen, visited, visits)
-            if visited == visits:
-                threshold = values[chosen[visits - 1]] + _BOUND_SLACK
+            if values[j] < highest_kept:
+                visited = _keep_lowest(values, j, chosen, visited, visits)
+                if visited == visits:
+                    highest_kept = values[chosen[visits - 1]]
         for c in range(visited):
             j = chosen[c]
             i = first + j
@@ -807,17 +810,16 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, 
                 registered = True
 
     # e. end-of-month register and health metrics
+    if month < p.report_start:
+        return
     household_income = income * hh.size[i]
     catastrophic = np.float64(hh.medical_12m[i]) > M.CATASTROPHIC_SHARE * max(household_income, 0.0)
-    if catastrophic:
-        acc[M.CATASTROPHIC] += 1
-    if registered:
-        acc[M.REGISTERED] += 1
-        acc[M.REGISTERED_PEOPLE] += hh.size[i]
-        if poor:
-            acc[M.POOR_REGISTERED] += 1
-        if catastrophic or hh.illness[i] != 0:
-            acc[M.REGISTERED_ILLNESS] += 1
+    # counts added as 0 or 1, without branches
+    acc[M.CATASTROPHIC] += catastrophic
+    acc[M.REGISTERED] += registered
+    acc[M.REGISTERED_PEOPLE] += np.int64(hh.size[i]) if registered else np.int64(0)
+    acc[M.POOR_REGISTERED] += registered & poor
+    acc[M.REGISTERED_ILLNESS] += registered & (catastrophic | (hh.illness[i] != 0))
 
 
 # --------------------------------------------------------------------------------------
@@ -837,6 +839,8 @@ def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, 
         village_lookback = lookback_month(p, k0, k1, first_id + first)
     else:
         village_lookback = NO_MONTH
+    if month < p.quiet_until:
+        return  # no rule has run and the month is not reported: phase 3 would do nothing
     for i in range(first, end):
         household_events(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback, draws, i - first)
 
