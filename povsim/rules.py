@@ -125,7 +125,8 @@ DRAW_ONSET = 21  #: 1 if an illness began this month
 DRAW_LOST_JOB = 22  #: 1 if a job was lost this month
 DRAW_NET_INCOME = 23  #: this month's per-capita net income as it will be stored (whole yuan)
 DRAW_MEDICAL = 24  #: this month's out-of-pocket medical spending, yuan per household
-N_DRAWS = 25
+DRAW_SUPPORTED = 25  #: 1 if the household receives support this month
+N_DRAWS = 26
 METHOD_THRESHOLD = 0
 METHOD_QUOTA = 1
 _MONTHS_TO_RETURN = 12  #: a fall into poverty within this many months of exiting is a return
@@ -514,6 +515,7 @@ def month_income(hh, first, n, month, p, draws):
         draws[DRAW_UNEMPLOYED, j] = unemployed
         draws[DRAW_ONSET, j] = onset
         draws[DRAW_LOST_JOB, j] = lost_job
+        draws[DRAW_SUPPORTED, j] = supported
     for j in range(n):  # b-c. support and the income after the shocks (per person, this month, yuan)
         supported = is_supported(flags[j], support_left[j])
         transfer = p.transfer if supported else 0.0
@@ -611,25 +613,7 @@ def household_update(hh, i, month, line, p, acc, draws, j):
             and u_hotline < p.hotline_call
         ):
             flag(hh, i, month, ROUTE_HOTLINE, 0, p, acc)
-
-    # metrics of this phase
-    if not report:
-        return
-    acc[M.HOUSEHOLDS] += 1
-    acc[M.PEOPLE] += size
-    if poor:
-        gap = (line - max(income, 0.0)) / line
-        acc[M.POOR] += 1
-        acc[M.POOR_PEOPLE] += size
-        acc[M.GAP_FX] += size * np.int64(round(gap * M.FX_SCALE))
-        acc[M.SEVERITY_FX] += size * np.int64(round(gap * gap * M.FX_SCALE))
-    # counts added as 0 or 1, without branches on these outcomes of the month's draws
-    acc[M.SUPPORTED] += supported
-    acc[M.ILL] += illness != 0
-    acc[M.UNEMPLOYED] += unemployed != 0
-    acc[M.ILLNESS_ONSETS] += onset
-    acc[M.JOB_LOSSES] += lost_job
-    acc[M.TRANSFERS_FEN] += np.int64(round(transfer * size * 100.0))  # 0 when not supported
+    # (this month's counts of the household's state: village_counts, at the end of the month)
 
 
 # --------------------------------------------------------------------------------------
@@ -809,17 +793,72 @@ def household_events(hh, i, gid, month, line, p, k0, k1, acc, village_lookback, 
                 register(hh, i, month, ROUTE_REVIEW, acc)
                 registered = True
 
-    # e. end-of-month register and health metrics
+
+# --------------------------------------------------------------------------------------
+# Step 4: the month's counts of the village's households
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
+def village_counts(hh, first, n, month, line, p, draws, acc):
+    """Step 4: add the month's counts of households ``first .. first + n - 1`` to ``acc``.
+
+    The counts of the households' state at the end of the month (the poor and
+    their poverty gap, the supported, the ill, the registered...) and of the
+    month's shocks, from the state and from what :func:`month_income` left in
+    ``draws``.  One loop of integer sums with no branch, which LLVM vectorises.
+    A burn-in month counts nothing (nothing reports it).
+    """
     if month < p.report_start:
         return
-    household_income = income * hh.size[i]
-    catastrophic = np.float64(hh.medical_12m[i]) > M.CATASTROPHIC_SHARE * max(household_income, 0.0)
-    # counts added as 0 or 1, without branches
-    acc[M.CATASTROPHIC] += catastrophic
-    acc[M.REGISTERED] += registered
-    acc[M.REGISTERED_PEOPLE] += np.int64(hh.size[i]) if registered else np.int64(0)
-    acc[M.POOR_REGISTERED] += registered & poor
-    acc[M.REGISTERED_ILLNESS] += registered & (catastrophic | (hh.illness[i] != 0))
+    end = first + n
+    size, flags, medical_12m, illness_state = hh.size[first:end], hh.flags[first:end], hh.medical_12m[first:end], hh.illness[first:end]
+    people = poor_n = poor_people = gap_fx = severity_fx = supported_n = ill_n = unemployed_n = 0
+    onsets = job_losses = transfers_fen = catastrophic_n = registered_n = registered_people = 0
+    poor_registered = registered_illness = 0
+    for j in range(n):  # (views indexed by the loop counter: see month_income)
+        members = np.int64(size[j])
+        income = draws[DRAW_INCOME_12M, j]
+        poor = (flags[j] & FLAG_POOR) != 0
+        registered = (flags[j] & FLAG_REGISTERED) != 0
+        supported = draws[DRAW_SUPPORTED, j] != 0.0
+        ill = illness_state[j] != 0
+        people += members
+        gap = (line - max(income, 0.0)) / line
+        poor_n += poor
+        poor_people += members if poor else 0
+        gap_fx += members * np.int64(round(gap * M.FX_SCALE)) if poor else 0
+        severity_fx += members * np.int64(round(gap * gap * M.FX_SCALE)) if poor else 0
+        supported_n += supported
+        ill_n += ill
+        unemployed_n += draws[DRAW_UNEMPLOYED, j] != 0.0
+        onsets += draws[DRAW_ONSET, j] != 0.0
+        job_losses += draws[DRAW_LOST_JOB, j] != 0.0
+        transfer = p.transfer if supported else 0.0
+        transfers_fen += np.int64(round(transfer * members * 100.0))
+        catastrophic = np.float64(medical_12m[j]) > M.CATASTROPHIC_SHARE * max(income * members, 0.0)
+        catastrophic_n += catastrophic
+        registered_n += registered
+        registered_people += members if registered else 0
+        poor_registered += registered & poor
+        registered_illness += registered & (catastrophic | ill)
+    acc[M.HOUSEHOLDS] += n
+    acc[M.PEOPLE] += people
+    acc[M.POOR] += poor_n
+    acc[M.POOR_PEOPLE] += poor_people
+    acc[M.GAP_FX] += gap_fx
+    acc[M.SEVERITY_FX] += severity_fx
+    acc[M.SUPPORTED] += supported_n
+    acc[M.ILL] += ill_n
+    acc[M.UNEMPLOYED] += unemployed_n
+    acc[M.ILLNESS_ONSETS] += onsets
+    acc[M.JOB_LOSSES] += job_losses
+    acc[M.TRANSFERS_FEN] += transfers_fen
+    acc[M.CATASTROPHIC] += catastrophic_n
+    acc[M.REGISTERED] += registered_n
+    acc[M.REGISTERED_PEOPLE] += registered_people
+    acc[M.POOR_REGISTERED] += poor_registered
+    acc[M.REGISTERED_ILLNESS] += registered_illness
 
 
 # --------------------------------------------------------------------------------------
@@ -843,6 +882,7 @@ def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, 
         return  # no rule has run and the month is not reported: phase 3 would do nothing
     for i in range(first, end):
         household_events(hh, i, first_id + i, month, line, p, k0, k1, acc, village_lookback, draws, i - first)
+    village_counts(hh, first, end - first, month, line, p, draws, acc)
 
 
 # --------------------------------------------------------------------------------------

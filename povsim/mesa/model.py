@@ -7,12 +7,14 @@ month of the model (:meth:`PovertyModel.step`) runs, village by village, the ord
 of events of :func:`povsim.rules.village_month`:
 
 0. :func:`povsim.rules.month_draws` for the village: the month's random numbers, one
-   column per household (``agent.column``);
-1. ``agent.update()`` for each household of the village (shocks, support, income,
-   poverty, household-level channels);
+   column per household (``agent.column``), and :func:`povsim.rules.month_income`:
+   every household's shocks, support and income this month, from those draws;
+1. ``agent.update()`` for each household of the village (records its shocks and
+   income, its poverty, and runs the household-level channels);
 2. the village's events (quota registration, cadre visits);
 3. ``agent.events()`` for each household of the village (verification, registration,
-   look-back, review, register counts).
+   look-back, review);
+4. :func:`povsim.rules.village_counts`: the month's counts of the village's households.
 
 Mesa's own random generator is seeded from the config but never used by the model:
 every random number comes from povsim's counter-based streams.
@@ -60,7 +62,7 @@ class Household(mesa.Agent):
         m._household_update(m.households, self.index, m.month, m.line, m.params, m.acc, m.draws, self.column)
 
     def events(self) -> None:
-        """Phase 3: verification, registration, look-back, review, end-of-month counts."""
+        """Phase 3: verification, registration, look-back, review."""
         m = self.model
         m._household_events(
             m.households,
@@ -244,6 +246,7 @@ class PovertyModel(mesa.Model):
             )
             self.village_lookback = rules.lookback_month(p, self.key[0], self.key[1], self.first_id + first) if lookback_on else rules.NO_MONTH
             village.do("events")
+            rules.village_counts(self.households, first, end - first, m, self.line, p, self.draws, self.acc)
         if m >= self.timeline.start:
             self.totals[m] = self.acc.copy()
             self._row = self._derive([m]).iloc[0].to_dict()
