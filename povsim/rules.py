@@ -112,9 +112,10 @@ NO_MONTH = -1  #: a month index meaning "never" (a rule that is disabled)
 # Rows of the ``draws`` scratch (N_DRAWS x households of a village): four uniforms per Philox call
 DRAW_SHOCKS = 0  #: rows 0-2, STREAM_SHOCKS index 0: illness, chronic, job (its fourth word is unused)
 DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income phase 1 computes, which phases 2 and 3 reuse
-DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1, as normals: persistent, transitory, medical bill
+DRAW_INCOME = 4  #: rows 4-7, STREAM_SHOCKS index 1: normals (persistent, transitory), the bill's two uniforms
 DRAW_CHANNELS = 8  #: rows 8-11, STREAM_CHANNELS index 0: self-declaration, hotline, own perception
-DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception (14-15 unused)
+DRAW_CADRE = 12  #: rows 12-13, STREAM_CADRE index 0: the cadres' perception
+DRAW_SCRATCH = 14  #: rows 14-15: month_income's scratch (the bills of the households ill this month)
 # Rows 16-22 are not draws: month_income's results, which phase 1 (household_update) records
 DRAW_PERSISTENT = 16  #: the new persistent income component, log points
 DRAW_EARNINGS = 17  #: per-capita earnings before the losses of illness and job loss, yuan
@@ -439,8 +440,10 @@ def month_draws(k0, k1, first_gid, n, month, p, draws):
     """Step 0: the month's draws of households ``first_gid .. first_gid + n - 1`` into ``draws[:, :n]``.
 
     Column ``j`` holds household ``first_gid + j``'s draws, in the rows
-    ``DRAW_*``: two Philox calls of the shocks stream every month (the second
-    turned into the income and medical-bill normals), one of the channels
+    ``DRAW_*``: two Philox calls of the shocks stream every month (the second's
+    first two words turned into the income normals; its last two, the bill's,
+    are turned into a normal by :func:`month_income` for the households ill
+    this month only), one of the channels
     stream once self-declaration or the hotline runs.  (The cadres' perception,
     rows ``DRAW_CADRE``, is drawn by :func:`village_events`, the step that uses
     it.)  Each loop runs over the households with no branch and no library
@@ -448,12 +451,10 @@ def month_draws(k0, k1, first_gid, n, month, p, draws):
     """
     rng.fill_uniforms(k0, k1, rng.STREAM_SHOCKS, first_gid, n, month, 0, draws, DRAW_SHOCKS)
     rng.fill_uniforms(k0, k1, rng.STREAM_SHOCKS, first_gid, n, month, 1, draws, DRAW_INCOME)
-    for j in range(n):  # the month's normals, in place of their uniforms (a vectorised loop)
+    for j in range(n):  # the month's income normals, in place of their uniforms (a vectorised loop)
         z_persistent, z_transitory = rng.box_muller(draws[DRAW_INCOME, j], draws[DRAW_INCOME + 1, j])
-        z_bill, _ = rng.box_muller(draws[DRAW_INCOME + 2, j], draws[DRAW_INCOME + 3, j])
         draws[DRAW_INCOME, j] = z_persistent
         draws[DRAW_INCOME + 1, j] = z_transitory
-        draws[DRAW_INCOME + 2, j] = z_bill
     if is_active(p.self_start, month) or is_active(p.hotline_start, month):
         rng.fill_uniforms(k0, k1, rng.STREAM_CHANNELS, first_gid, n, month, 0, draws, DRAW_CHANNELS)
 
@@ -472,16 +473,20 @@ def developed_capacity(capacity, supported, p):
 
 
 @nb.njit(cache=True, _nrt=False, error_model="numpy")
-def month_income(hh, first, n, month, p, draws):
-    """Step 0b: the income arithmetic of households ``first .. first + n - 1`` that no shock of the month changes.
+def month_income(hh, first, n, month, p, draws, index):
+    """Step 0b: the shocks, support and income of households ``first .. first + n - 1`` this month.
 
-    From :func:`month_draws`' normals and the state before the month, for
-    column ``j`` (household ``first + j``): the new persistent component
-    (``DRAW_PERSISTENT``), the per-capita earnings before the losses of illness
-    and job loss (``DRAW_EARNINGS``) and the bill of an illness
-    (``DRAW_BILL``).  Phase 1 (:func:`household_update`) applies the month's
-    shocks to them.  The loop reads the state and writes only ``draws``, with no
-    branch and no library call, so LLVM vectorises it, exponentials included.
+    For column ``j`` (household ``first + j``), from :func:`month_draws`' draws
+    and the state before the month: the illness and job transitions, the support
+    received, the new persistent component and this month's net income and
+    medical spending, in the rows ``DRAW_PERSISTENT`` to ``DRAW_SUPPORTED``.
+    Nothing of the state is written: phase 1 (:func:`household_update`) records
+    it.  The loops read the state and write only ``draws``, with no branch LLVM
+    cannot turn into a selection and no library call, so they vectorise,
+    exponentials included.  The medical bill (a Box-Muller normal and an
+    exponential) is computed for the households ill this month only: their
+    columns are listed in ``index`` (scratch, at least ``n`` long), their draws
+    gathered into ``DRAW_SCRATCH`` rows, and the bills put back.
     """
     # the village's state as views indexed from 0 by the loop counter: LLVM then sees consecutive
     # addresses (indexing by first + j, which Numba must check for a negative index, it gathers)
@@ -503,7 +508,6 @@ def month_income(hh, first, n, month, p, draws):
         )
         draws[DRAW_PERSISTENT, j] = persistent
         draws[DRAW_EARNINGS, j] = elementary.exp(log_income) / 12.0
-        draws[DRAW_BILL, j] = elementary.exp(p.bill_log_median + p.bill_sd * draws[DRAW_INCOME + 2, j])
     for j in range(n):  # a. the month's shocks
         supported = is_supported(flags[j], support_left[j])
         illness, onset = illness_transition(illness_state[j], draws[DRAW_SHOCKS, j], draws[DRAW_SHOCKS + 1, j], p)
@@ -516,6 +520,18 @@ def month_income(hh, first, n, month, p, draws):
         draws[DRAW_ONSET, j] = onset
         draws[DRAW_LOST_JOB, j] = lost_job
         draws[DRAW_SUPPORTED, j] = supported
+    ill_count = 0
+    for j in range(n):  # the columns of the households ill this month, in order (no branch)
+        index[ill_count] = j
+        ill_count += draws[DRAW_ILLNESS, j] != 0.0
+    for k in range(ill_count):  # their bill's uniforms, gathered
+        draws[DRAW_SCRATCH, k] = draws[DRAW_INCOME + 2, index[k]]
+        draws[DRAW_SCRATCH + 1, k] = draws[DRAW_INCOME + 3, index[k]]
+    for k in range(ill_count):  # their bills before reimbursement, yuan per household (a vectorised loop)
+        z_bill = rng.box_muller_first(rng.box_muller_radius(draws[DRAW_SCRATCH, k]), draws[DRAW_SCRATCH + 1, k])
+        draws[DRAW_SCRATCH, k] = elementary.exp(p.bill_log_median + p.bill_sd * z_bill)
+    for k in range(ill_count):  # put back in their columns
+        draws[DRAW_BILL, index[k]] = draws[DRAW_SCRATCH, k]
     for j in range(n):  # b-c. support and the income after the shocks (per person, this month, yuan)
         supported = is_supported(flags[j], support_left[j])
         transfer = p.transfer if supported else 0.0
@@ -870,7 +886,7 @@ def village_counts(hh, first, n, month, line, p, draws, acc):
 def village_month(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws):
     """Advance the village of households ``first .. end-1`` through ``month`` (see the module docstring)."""
     month_draws(k0, k1, first_id + first, end - first, month, p, draws)
-    month_income(hh, first, end - first, month, p, draws)
+    month_income(hh, first, end - first, month, p, draws, chosen)
     for i in range(first, end):
         household_update(hh, i, month, line, p, acc, draws, i - first)
     village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota, values, candidate, chosen, draws)

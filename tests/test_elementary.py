@@ -118,9 +118,38 @@ def _one_at_a_time(k0, k1, first, n, month):
     for j in range(n):
         a, b, c, _ = rng.draw4(k0, k1, rng.STREAM_SHOCKS, first + j, month, 0)
         v0, v1, v2, v3 = rng.draw4(k0, k1, rng.STREAM_SHOCKS, first + j, month, 1)
-        z0, z1 = rng.box_muller(v0, v1)
-        z2, _ = rng.box_muller(v2, v3)
+        z0, z1 = rng.box_muller(v0, v1)  # (v2 and v3 stay uniforms: month_income makes the bill's normal)
         w0, w1, w2, w3 = rng.draw4(k0, k1, rng.STREAM_CHANNELS, first + j, month, 0)
-        for row, value in enumerate((a, b, c, z0, z1, z2, w0, w1, w2, w3)):
+        for row, value in enumerate((a, b, c, z0, z1, v2, w0, w1, w2, w3)):
             out[row, j] = value
     return out
+
+
+def test_month_income_bills_only_the_ill_and_equals_the_formula_household_by_household():
+    """month_income makes the medical bill's normal for the households ill this month only (gathered,
+    computed in a vectorised loop, put back): each ill household's bill is, bit for bit, the formula
+    applied to its own two uniforms, and the others' medical spending is exactly 0."""
+    from povsim.population import build_population
+
+    cfg = load_config(None, overrides={"population.households": 600, "seed": SEED})
+    p = make_params(cfg)
+    hh = build_population(cfg).households
+    hh.illness[::3] = 2  # a third chronically ill before the month (a new population has nobody ill)
+    k0, k1 = rng.split_seed(SEED)
+    n, month = 600, parse_month("2014-03")
+    draws = np.full((rules.N_DRAWS, n), np.nan)
+    index = np.empty(n, np.int64)
+    rules.month_draws(k0, k1, 0, n, month, p, draws)
+    u_bill = draws[[rules.DRAW_INCOME + 2, rules.DRAW_INCOME + 3]].copy()
+    rules.month_income(hh, 0, n, month, p, draws, index)
+    ill = draws[rules.DRAW_ILLNESS] != 0
+    assert 20 < ill.sum() < n - 20  # both kinds present
+    reimbursement = np.where(draws[rules.DRAW_SUPPORTED] != 0, p.supported_reimbursement, p.reimbursement)
+    for j in range(n):
+        if ill[j]:
+            z, _ = rng.box_muller(u_bill[0, j], u_bill[1, j])
+            bill = elementary.exp(p.bill_log_median + p.bill_sd * z)
+            assert draws[rules.DRAW_BILL, j] == bill
+            assert draws[rules.DRAW_MEDICAL, j] == bill * (1.0 - reimbursement[j])
+        else:
+            assert draws[rules.DRAW_MEDICAL, j] == 0.0

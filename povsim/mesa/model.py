@@ -238,7 +238,7 @@ class PovertyModel(mesa.Model):
         for v, village in enumerate(self.villages):
             first, end = int(starts[v]), int(starts[v + 1])
             rules.month_draws(self.key[0], self.key[1], self.first_id + first, end - first, m, p, self.draws)
-            rules.month_income(self.households, first, end - first, m, p, self.draws)
+            rules.month_income(self.households, first, end - first, m, p, self.draws, self._chosen)
             village.do("update")
             rules.village_events(
                 self.households, first, end, self.first_id, m, self.line, p, self.key[0], self.key[1], self.acc,
