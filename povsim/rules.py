@@ -4,28 +4,32 @@ This module owns the behaviour of households and of the government towards
 them, as plain scalar functions compiled by Numba, free of Python objects and
 allocation.  The fast engine (:mod:`povsim.engine`) applies
 :func:`village_month` to every village in a parallel loop; the Mesa model
-applies the same three phases to its agents.  Both give identical
+applies the same steps to its villages and agents.  Both give identical
 trajectories for the same seed.
 
 Order of events in one month (:func:`village_month`, for one village)
 --------------------------------------------------------------------
-0. :func:`month_draws`: the month's random numbers of every household of the
-   village (shocks and their normals, and the self-declaration and hotline
-   draws once those channels run), computed together in loops over the
-   households that LLVM vectorises.  Each number is still the pure function of
-   (seed, stream, household, month, index) of :mod:`povsim.rng`; drawing them
-   together only makes them cheaper.  They live in a ``draws`` scratch array,
-   one column per household of the village, which also carries phase 1's
-   12-month income to phases 2 and 3.
+0. The village's draws and incomes, each step a few loops over the village's
+   households that LLVM vectorises.  They live in a ``draws`` scratch array,
+   one column per household of the village (rows ``DRAW_*``).
+
+   a. :func:`month_draws`: the month's random numbers of every household
+      (shocks, income normals, and the self-declaration and hotline draws once
+      those channels run).  Each number is still the pure function of (seed,
+      stream, household, month, index) of :mod:`povsim.rng`; drawing them
+      together only makes them cheaper.
+   b. :func:`month_income`: from those draws and the state before the month,
+      every household's shocks (illness and job transitions, recoveries
+      first), the support it receives (registered, or exited within the
+      transition period: transfer, higher medical reimbursement, faster
+      re-employment, development support raising earning capacity) and its
+      income (persistent AR(1) and transitory components, trend, capacity,
+      losses while ill or out of work, out-of-pocket medical bill).  Nothing of
+      the state is written yet.
 
 1. :func:`household_update`, for each household of the village:
 
-   a. shocks: illness and job transitions (recoveries first);
-   b. support received this month (registered, or exited within the transition
-      period): transfer, higher medical reimbursement, faster re-employment,
-      development support raising earning capacity;
-   c. income: persistent AR(1) and transitory components, trend, capacity,
-      losses while ill or out of work, out-of-pocket medical bill;
+   a-c. the shocks, support and income of step 0b recorded in its state;
    d. true poverty: 12-month per-capita net income against the year's line;
    e. household-level discovery channels for unregistered households without a
       pending verification, in this priority: self-declaration, sector data
@@ -41,8 +45,12 @@ Order of events in one month (:func:`village_month`, for one village)
    a. verification of a flag that is due; registration if assessed eligible;
    b. the one-time registration by threshold, in its month;
    c. the look-back, in the village's look-back month;
-   d. the annual review: exits of registered households, entries of others;
-   e. the household's end-of-month contribution to the metrics.
+   d. the annual review: exits of registered households, entries of others.
+
+4. :func:`village_counts`: the month's counts of the village's households (the
+   poor, the registered, the ill...), one vectorised loop of integer sums.  A
+   burn-in month counts nothing, and skips step 3 until the first rule runs
+   (it would do nothing else).
 
 Parameters arrive as one :class:`Params` named tuple built from the validated
 config by :func:`make_params`, in the units the month step uses.
@@ -55,7 +63,12 @@ are compiled without Numba's reference counting (``_nrt=False``: they never
 allocate, and counting references to shared arrays from every thread cost a
 fifth of a month) and with NumPy's error model (no Python ``ZeroDivisionError``
 branch, so loops vectorise).  Logarithms and exponentials come from
-:mod:`povsim.elementary`.  See ``docs/performance.md``.
+:mod:`povsim.elementary`.  The arithmetic that every household needs every
+month is in the vectorised loops of steps 0 and 4: they index views of the
+village's state from 0 (so LLVM sees consecutive addresses rather than
+gathering), and are written with selections rather than branches.  The
+scalar steps 1 and 3 keep what is rare or writes the state.  See
+``docs/performance.md``.
 """
 
 from __future__ import annotations

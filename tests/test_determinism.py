@@ -40,12 +40,12 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run_in_subprocess(tmp_path, threads: int):
-    out = tmp_path / f"threads_{threads}"
+def _run_in_subprocess(tmp_path, threads: int, cases=THREAD_CASES, env=None, name=None):
+    out = tmp_path / (name or f"threads_{threads}")
     out.mkdir()
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), **(env or {}))
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out), json.dumps(THREAD_CASES)],
+        [sys.executable, "-c", SCRIPT, str(out), json.dumps(cases)],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -66,6 +66,41 @@ def test_bit_identical_for_one_and_two_threads(tmp_path):
     full = pd.read_parquet(out1 / "full_metrics.parquet")
     for col in [c for c in full.columns if c.startswith(("entered_", "flags_"))] + ["exited", "removed_lookback"]:
         assert full[col].sum() > 0, col
+
+
+def test_bit_identical_with_llvm_default_vector_width(tmp_path):
+    """povsim asks Numba for the host CPU's widest vectors (povsim._jit); with LLVM's default
+    (256-bit on AVX-512 CPUs) every result is the same, bit for bit: the vectorised loops work
+    element by element and reorder no sum."""
+    cases = {"full": THREAD_CASES["full"]}
+    widest, _ = _run_in_subprocess(tmp_path, 2, cases, name="widest")
+    default, _ = _run_in_subprocess(tmp_path, 2, cases, env={"POVSIM_VECTOR_WIDTH": "default"}, name="default")
+    for table in ("metrics", "events", "delays"):
+        a = pd.read_parquet(widest / f"full_{table}.parquet")
+        b = pd.read_parquet(default / f"full_{table}.parquet")
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
+
+
+def _numba_cpu_setting(env: dict) -> list[str]:
+    code = "import povsim.engine, numba; print(numba.config.CPU_NAME); print(numba.config.CPU_FEATURES)"
+    environ = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "POVSIM_VECTOR_WIDTH")}
+    proc = subprocess.run([sys.executable, "-c", code], env={**environ, **env}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_vector_width_setting_and_its_opt_outs():
+    from llvmlite import binding
+
+    host_features = binding.get_host_cpu_features().flatten()
+    name, features = _numba_cpu_setting({})
+    if "+avx512f" in host_features.split(","):
+        assert name == binding.get_host_cpu_name()
+        assert features == host_features + ",-prefer-256-bit"
+    else:
+        assert (name, features) == ("None", "None")
+    assert _numba_cpu_setting({"POVSIM_VECTOR_WIDTH": "default"}) == ["None", "None"]
+    assert _numba_cpu_setting({"NUMBA_CPU_NAME": "generic"})[0] == "generic"  # the user's choice stands
 
 
 @pytest.mark.parametrize("make", [cfg, full_cfg], ids=["onetime", "full"])

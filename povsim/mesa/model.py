@@ -57,7 +57,7 @@ class Household(mesa.Agent):
 
     # -- the two household phases of a month ----------------------------------------------
     def update(self) -> None:
-        """Phase 1: shocks, support, income, true poverty, household-level channels."""
+        """Phase 1: record the shocks, support and income the village computed; true poverty; household-level channels."""
         m = self.model
         m._household_update(m.households, self.index, m.month, m.line, m.params, m.acc, m.draws, self.column)
 
