@@ -24,12 +24,12 @@ Order of events in one month (:func:`village_month`, for one village)
       transition period: transfer, higher medical reimbursement, faster
       re-employment, development support raising earning capacity) and its
       income (persistent AR(1) and transitory components, trend, capacity,
-      losses while ill or out of work, out-of-pocket medical bill).  Nothing of
-      the state is written yet.
+      losses while ill or out of work, out-of-pocket medical bill), recorded
+      in its state, except the month's income, which phase 1 records.
 
 1. :func:`household_update`, for each household of the village:
 
-   a-c. the shocks, support and income of step 0b recorded in its state;
+   a-c. this month's income (step 0b) into its 12-month record;
    d. true poverty: 12-month per-capita net income against the year's line;
    e. household-level discovery channels for unregistered households without a
       pending verification, in this priority: self-declaration, sector data
@@ -138,7 +138,7 @@ DRAW_UNEMPLOYED = 20  #: the new unemployment flag
 DRAW_ONSET = 21  #: 1 if an illness began this month
 DRAW_LOST_JOB = 22  #: 1 if a job was lost this month
 DRAW_NET_INCOME = 23  #: this month's per-capita net income as it will be stored (whole yuan)
-DRAW_MEDICAL = 24  #: this month's out-of-pocket medical spending, yuan per household
+DRAW_MEDICAL = 24  #: out-of-pocket medical spending: this month's, then (once recorded) the 12 months', yuan per household
 DRAW_SUPPORTED = 25  #: 1 if the household receives support this month
 N_DRAWS = 26
 METHOD_THRESHOLD = 0
@@ -493,13 +493,15 @@ def month_income(hh, first, n, month, p, draws, index):
     and the state before the month: the illness and job transitions, the support
     received, the new persistent component and this month's net income and
     medical spending, in the rows ``DRAW_PERSISTENT`` to ``DRAW_SUPPORTED``.
-    Nothing of the state is written: phase 1 (:func:`household_update`) records
-    it.  The loops read the state and write only ``draws``, with no branch LLVM
-    cannot turn into a selection and no library call, so they vectorise,
-    exponentials included.  The medical bill (a Box-Muller normal and an
-    exponential) is computed for the households ill this month only: their
-    columns are listed in ``index`` (scratch, at least ``n`` long), their draws
-    gathered into ``DRAW_SCRATCH`` rows, and the bills put back.
+    The last loop records them in the state (illness, unemployment, persistent
+    component, capacity, transition months left, medical spending over 12
+    months); phase 1 (:func:`household_update`) records the month's income.
+    The loops have no branch LLVM cannot turn into a selection and no library
+    call, so they vectorise, exponentials included.  The medical bill (a
+    Box-Muller normal and an exponential) is computed for the households ill
+    this month only: their columns are listed in ``index`` (scratch, at least
+    ``n`` long), their draws gathered into ``DRAW_SCRATCH`` rows, and the bills
+    put back.
     """
     # the village's state as views indexed from 0 by the loop counter: LLVM then sees consecutive
     # addresses (indexing by first + j, which Numba must check for a negative index, it gathers)
@@ -558,35 +560,38 @@ def month_income(hh, first, n, month, p, draws, index):
         medical = draws[DRAW_BILL, j] * (1.0 - reimbursement) if ill else 0.0  # out-of-pocket, whole household
         draws[DRAW_MEDICAL, j] = medical
         draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - medical / np.int64(size[j]))
+    medical_12m = hh.medical_12m[first:end]
+    for j in range(n):  # record the shocks, the support and the medical spending in the state
+        supported = draws[DRAW_SUPPORTED, j] != 0.0
+        capacity_state[j] = developed_capacity(np.int64(capacity_state[j]), supported, p)  # the same if not supported
+        support_left[j] -= np.uint8(supported & ((flags[j] & FLAG_REGISTERED) == 0))  # one transition month used
+        illness_state[j] = np.uint8(draws[DRAW_ILLNESS, j])
+        unemployed_state[j] = np.uint8(draws[DRAW_UNEMPLOYED, j])
+        persistent_state[j] = draws[DRAW_PERSISTENT, j]
+        spent = np.float64(medical_12m[j]) * (11.0 / 12.0) + draws[DRAW_MEDICAL, j]
+        medical_12m[j] = spent
+        draws[DRAW_MEDICAL, j] = spent  # unrounded, for the sector data
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household_update(hh, i, month, line, p, acc, draws, j):
-    """Phase 1 for household ``i`` in calendar month ``month``: record column ``j`` of ``draws``.
+    """Phase 1 for household ``i`` in calendar month ``month``; column ``j`` of ``draws`` is its own.
 
-    :func:`month_income` computed the month's shocks, support and income (steps
-    a-c of the order of events) for the village; this records them in the
-    household's state, with the poverty they leave (d), and runs the
-    household-level channels (e).
+    :func:`month_income` computed and recorded the month's shocks, support and
+    income (steps a-c of the order of events) for the village; this records the
+    month's income in the household's 12-month record, the poverty it leaves
+    (d), and runs the household-level channels (e).
     """
     size = np.int64(hh.size[i])
     flags = hh.flags[i]
     registered = (flags & FLAG_REGISTERED) != 0
 
-    # a-c. shocks, support and income, as month_income computed them
-    illness = np.uint8(draws[DRAW_ILLNESS, j])
-    unemployed = np.uint8(draws[DRAW_UNEMPLOYED, j])
-    onset = draws[DRAW_ONSET, j] != 0.0
+    # a-c. shocks, support and income, as month_income computed and recorded them
+    illness = draws[DRAW_ILLNESS, j] != 0.0
+    unemployed = draws[DRAW_UNEMPLOYED, j] != 0.0
     lost_job = draws[DRAW_LOST_JOB, j] != 0.0
-    supported = is_supported(flags, hh.support_left[i])
-    # written whether or not the household is supported (the same value if not): no branch
-    hh.capacity[i] = developed_capacity(np.int64(hh.capacity[i]), supported, p)
-    hh.support_left[i] -= np.uint8(supported & (not registered))  # one transition month used
-    transfer = p.transfer if supported else 0.0
-    persistent = draws[DRAW_PERSISTENT, j]
+    medical_12m = draws[DRAW_MEDICAL, j]
     hh.net_income[i, month % 12] = np.int16(draws[DRAW_NET_INCOME, j])
-    medical_12m = np.float64(hh.medical_12m[i]) * (11.0 / 12.0) + draws[DRAW_MEDICAL, j]
-    hh.medical_12m[i] = medical_12m
 
     # d. true poverty; onsets are recorded once 12 months of history exist
     income = income_12m(hh, i)
@@ -602,10 +607,6 @@ def household_update(hh, i, month, line, p, acc, draws, j):
             if not registered and months_since(hh.exit_month[i], month) <= _MONTHS_TO_RETURN:
                 acc[M.RETURNS] += 1
     flags = (flags | FLAG_POOR) if poor else (flags & ~FLAG_POOR)
-
-    hh.illness[i] = illness
-    hh.unemployed[i] = unemployed
-    hh.persistent[i] = persistent
     hh.flags[i] = flags
 
     # e. household-level channels
@@ -621,7 +622,7 @@ def household_update(hh, i, month, line, p, acc, draws, j):
             u_self = u_hotline = w0 = w1 = 0.5
         # The household's view of its own income matters only if u_self could lead to an
         # application; the decision is the same as always computing it, at a fraction of the cost.
-        shocked = illness != 0 or unemployed != 0
+        shocked = illness or unemployed
         apply_if_poor = min(1.0, p.self_apply * p.self_shock_multiplier) if shocked else p.self_apply
         if self_on and u_self < max(apply_if_poor, p.self_nonpoor):
             perceived_poor = assessed_below(income, line, p.self_sd, w0, w1)

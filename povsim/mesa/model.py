@@ -9,8 +9,8 @@ of events of :func:`povsim.rules.village_month`:
 0. :func:`povsim.rules.month_draws` for the village: the month's random numbers, one
    column per household (``agent.column``), and :func:`povsim.rules.month_income`:
    every household's shocks, support and income this month, from those draws;
-1. ``agent.update()`` for each household of the village (records its shocks and
-   income, its poverty, and runs the household-level channels);
+1. ``agent.update()`` for each household of the village (records its month's
+   income and its poverty, and runs the household-level channels);
 2. the village's events (quota registration, cadre visits);
 3. ``agent.events()`` for each household of the village (verification, registration,
    look-back, review);
@@ -57,7 +57,7 @@ class Household(mesa.Agent):
 
     # -- the two household phases of a month ----------------------------------------------
     def update(self) -> None:
-        """Phase 1: record the shocks, support and income the village computed; true poverty; household-level channels."""
+        """Phase 1: record the month's income the village computed; true poverty; household-level channels."""
         m = self.model
         m._household_update(m.households, self.index, m.month, m.line, m.params, m.acc, m.draws, self.column)
 
