@@ -276,8 +276,7 @@ def check_step(households: int = VERIFY_HOUSEHOLDS) -> dict:
         m = sim.month
         theirs = sim.step()
         ours = numpy_step.month_step(mine, 0, m, sim.timeline.line(m), params, *sim.key)
-        # the engine does not count a burn-in month's metrics (nothing reports them): totals of reported months
-        diff = np.abs(theirs - ours) if m >= sim.timeline.start else np.zeros_like(ours)
+        diff = np.abs(theirs - ours)
         slot_cells += int(np.count_nonzero(diff))
         max_diff["poor"] = max(max_diff["poor"], int(diff[M.POOR]))
         max_diff["registered"] = max(max_diff["registered"], int(diff[M.REGISTERED]))
@@ -296,7 +295,7 @@ def check_step(households: int = VERIFY_HOUSEHOLDS) -> dict:
         "registered_at_end": int(theirs[M.REGISTERED]),
         "poor_at_end": int(theirs[M.POOR]),
         "differing_total_cells": slot_cells,
-        "total_cells": len(sim.timeline.reported) * M.N_SLOTS,
+        "total_cells": months * M.N_SLOTS,
         "max_abs_diff": max_diff,
         "households_poor_status_ever_differs": int(poor_ever.sum()),
         "households_registered_ever_differs": int(registered_ever.sum()),
@@ -580,9 +579,9 @@ def print_report(res: dict) -> None:
         e, n = b["engine_ns"][part], b["numpy_ns"][part]
         print(f"  {part:24s} engine {e:7.1f} ns ({100 * e / whole_e:3.0f}%)   NumPy {n:7.1f} ns "
               f"({100 * n / whole_n:3.0f}%)")
-    print("  (draws + normals: the engine's own rules.month_draws, Philox and the Box-Muller normals of every household,"
-          " the\n   medical bill's included; its exp is in the household step. NumPy: Philox, the normals (the bill's"
-          " only for\n   ill households) and the exp.)")
+    print("  (draws + normals: the engine's own rules.month_draws, Philox and the Box-Muller income normals of every"
+          " household;\n   the bill's normal and the exps are in rules.month_income, the bill's for ill households only."
+          " NumPy: Philox,\n   the normals (the bill's only for ill households) and the exp.)")
     print()
     print("build s: Simulation(cfg), i.e. building the population (compiled, parallel). best mo: the fastest "
           "single month.\nB/hh: engine = Population.bytes_per_household() (state + village structure); NumPy = "

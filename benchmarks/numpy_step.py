@@ -244,7 +244,9 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     keep = hh.flags & np.uint8(0xFF ^ (FLAG_REGISTERED | FLAG_POOR))
     hh.flags[:] = keep | registered * np.uint8(FLAG_REGISTERED) | poor * np.uint8(FLAG_POOR)
 
-    # metrics (int64 slots, as povsim.rules adds them)
+    # metrics (int64 slots, as povsim.rules adds them); a burn-in month counts none, as in the engine
+    if month < p.report_start:
+        return
     size = hh.size.astype(np.int64)
     size_poor = size[poor]
     gap = (line - np.maximum(income[poor], 0.0)) / line
