@@ -72,7 +72,6 @@ import argparse
 import datetime as dt
 import gc
 import json
-import math
 import os
 import platform
 import resource
