@@ -41,7 +41,6 @@ experiment started again skips the runs it has and ends with the same result.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import time
@@ -50,7 +49,7 @@ import typing
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd

@@ -86,6 +86,7 @@ from . import elementary, rng
 from .config import Config, parse_month
 from .population import (
     CAPACITY_SCALE,
+    Households,
     FLAG_CONNECTED,
     FLAG_COVERED,
     FLAG_POOR,
@@ -231,19 +232,10 @@ def make_params(cfg: Config) -> Params:
     sup, ver = pol.support, pol.verification
     report_start = parse_month(cfg.simulation.start)
     first = report_start - 12 * cfg.simulation.burn_in_years
-    rule_months = [
-        _month_or_never(reg.enabled, reg.month),
-        _month_or_never(lb.enabled, lb.start),
-        _month_or_never(rv.enabled, rv.first),
-        _month_or_never(ch.self.enabled, ch.self.start),
-        _month_or_never(ch.cadre.enabled and ch.cadre.visits_per_village > 0, ch.cadre.start),
-        _month_or_never(ch.data.enabled, ch.data.start),
-        _month_or_never(ch.hotline.enabled, ch.hotline.start),
-    ]
-    return Params(
+    p = Params(
         record_start=first + 11,
         report_start=report_start,
-        quiet_until=min([report_start] + [m for m in rule_months if m != NO_MONTH]),
+        quiet_until=report_start,  # set below, from the rules' first months
         base_month=inc.base_year * 12,
         trend_per_month=inc.trend / 12.0,
         persistent_rho=inc.persistent_rho,
@@ -298,6 +290,9 @@ def make_params(cfg: Config) -> Params:
         supported_reimbursement=sup.reimbursement,
         reemployment_multiplier=sup.reemployment_multiplier,
     )
+    rule_months = (p.registration_month, p.lookback_start, p.review_first, p.self_start, p.cadre_start,
+                   p.data_start, p.hotline_start)
+    return p._replace(quiet_until=min([report_start] + [m for m in rule_months if m != NO_MONTH]))
 
 
 # --------------------------------------------------------------------------------------
@@ -448,6 +443,25 @@ def lookback_month(p, k0, k1, village_key):
 # --------------------------------------------------------------------------------------
 
 
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def village_view(hh, first, end):
+    """The state of households ``first .. end-1`` as views: household ``first + j`` at index ``j``.
+
+    The village-level loops index these by their loop counter from 0.  Indexed by
+    ``first + j`` instead, which Numba must check for a negative index, LLVM
+    cannot see that consecutive households are at consecutive addresses, and
+    loads them one by one instead of as vectors.  (Views left unused cost
+    nothing: the compiler drops them.)
+    """
+    return Households(
+        hh.size[first:end], hh.workers[first:end], hh.level[first:end], hh.persistent[first:end],
+        hh.illness[first:end], hh.unemployed[first:end], hh.flags[first:end], hh.net_income[first:end],
+        hh.medical_12m[first:end], hh.capacity[first:end], hh.route[first:end], hh.pending_route[first:end],
+        hh.support_left[first:end], hh.pending_month[first:end], hh.poor_since[first:end],
+        hh.last_visit[first:end], hh.last_rejected[first:end], hh.exit_month[first:end],
+    )
+
+
 @nb.njit(cache=True, _nrt=False, error_model="numpy")
 def month_draws(k0, k1, first_gid, n, month, p, draws):
     """Step 0: the month's draws of households ``first_gid .. first_gid + n - 1`` into ``draws[:, :n]``.
@@ -503,19 +517,15 @@ def month_income(hh, first, n, month, p, draws, index):
     ``n`` long), their draws gathered into ``DRAW_SCRATCH`` rows, and the bills
     put back.
     """
-    # the village's state as views indexed from 0 by the loop counter: LLVM then sees consecutive
-    # addresses (indexing by first + j, which Numba must check for a negative index, it gathers)
-    end = first + n
-    flags, support_left, size, workers = hh.flags[first:end], hh.support_left[first:end], hh.size[first:end], hh.workers[first:end]
-    illness_state, unemployed_state = hh.illness[first:end], hh.unemployed[first:end]
-    level, persistent_state, capacity_state = hh.level[first:end], hh.persistent[first:end], hh.capacity[first:end]
+    v = village_view(hh, first, first + n)
     trend = p.trend_per_month * (month - p.base_month)
-    for j in range(n):
-        supported = is_supported(flags[j], support_left[j])
-        capacity = developed_capacity(np.int64(capacity_state[j]), supported, p)
-        persistent = p.persistent_rho * np.float64(persistent_state[j]) + p.persistent_innovation_sd * draws[DRAW_INCOME, j]
+    for j in range(n):  # b-c. the support received and the income before this month's shocks
+        supported = is_supported(v.flags[j], v.support_left[j])
+        draws[DRAW_SUPPORTED, j] = supported
+        capacity = developed_capacity(np.int64(v.capacity[j]), supported, p)
+        persistent = p.persistent_rho * np.float64(v.persistent[j]) + p.persistent_innovation_sd * draws[DRAW_INCOME, j]
         log_income = (
-            np.float64(level[j])
+            np.float64(v.level[j])
             + trend
             + persistent
             + capacity / CAPACITY_SCALE
@@ -524,17 +534,16 @@ def month_income(hh, first, n, month, p, draws, index):
         draws[DRAW_PERSISTENT, j] = persistent
         draws[DRAW_EARNINGS, j] = elementary.exp(log_income) / 12.0
     for j in range(n):  # a. the month's shocks
-        supported = is_supported(flags[j], support_left[j])
-        illness, onset = illness_transition(illness_state[j], draws[DRAW_SHOCKS, j], draws[DRAW_SHOCKS + 1, j], p)
+        supported = draws[DRAW_SUPPORTED, j] != 0.0
+        illness, onset = illness_transition(v.illness[j], draws[DRAW_SHOCKS, j], draws[DRAW_SHOCKS + 1, j], p)
         reemployment = min(1.0, p.reemployment * (p.reemployment_multiplier if supported else 1.0))
         unemployed, lost_job = job_transition(
-            unemployed_state[j], workers[j], draws[DRAW_SHOCKS + 2, j], p.job_loss, reemployment
+            v.unemployed[j], v.workers[j], draws[DRAW_SHOCKS + 2, j], p.job_loss, reemployment
         )
         draws[DRAW_ILLNESS, j] = illness
         draws[DRAW_UNEMPLOYED, j] = unemployed
         draws[DRAW_ONSET, j] = onset
         draws[DRAW_LOST_JOB, j] = lost_job
-        draws[DRAW_SUPPORTED, j] = supported
     ill_count = 0
     for j in range(n):  # the columns of the households ill this month, in order (no branch)
         index[ill_count] = j
@@ -547,8 +556,8 @@ def month_income(hh, first, n, month, p, draws, index):
         draws[DRAW_SCRATCH, k] = elementary.exp(p.bill_log_median + p.bill_sd * z_bill)
     for k in range(ill_count):  # put back in their columns
         draws[DRAW_BILL, index[k]] = draws[DRAW_SCRATCH, k]
-    for j in range(n):  # b-c. support and the income after the shocks (per person, this month, yuan)
-        supported = is_supported(flags[j], support_left[j])
+    for j in range(n):  # c. the income after the shocks (per person, this month, yuan)
+        supported = draws[DRAW_SUPPORTED, j] != 0.0
         transfer = p.transfer if supported else 0.0
         reimbursement = p.supported_reimbursement if supported else p.reimbursement
         ill = draws[DRAW_ILLNESS, j] != 0.0
@@ -559,17 +568,16 @@ def month_income(hh, first, n, month, p, draws, index):
             gross *= 1.0 - p.job_income_loss
         medical = draws[DRAW_BILL, j] * (1.0 - reimbursement) if ill else 0.0  # out-of-pocket, whole household
         draws[DRAW_MEDICAL, j] = medical
-        draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - medical / np.int64(size[j]))
-    medical_12m = hh.medical_12m[first:end]
+        draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - medical / np.int64(v.size[j]))
     for j in range(n):  # record the shocks, the support and the medical spending in the state
         supported = draws[DRAW_SUPPORTED, j] != 0.0
-        capacity_state[j] = developed_capacity(np.int64(capacity_state[j]), supported, p)  # the same if not supported
-        support_left[j] -= np.uint8(supported & ((flags[j] & FLAG_REGISTERED) == 0))  # one transition month used
-        illness_state[j] = np.uint8(draws[DRAW_ILLNESS, j])
-        unemployed_state[j] = np.uint8(draws[DRAW_UNEMPLOYED, j])
-        persistent_state[j] = draws[DRAW_PERSISTENT, j]
-        spent = np.float64(medical_12m[j]) * (11.0 / 12.0) + draws[DRAW_MEDICAL, j]
-        medical_12m[j] = spent
+        v.capacity[j] = developed_capacity(np.int64(v.capacity[j]), supported, p)  # the same if not supported
+        v.support_left[j] -= np.uint8(supported & ((v.flags[j] & FLAG_REGISTERED) == 0))  # one transition month used
+        v.illness[j] = np.uint8(draws[DRAW_ILLNESS, j])
+        v.unemployed[j] = np.uint8(draws[DRAW_UNEMPLOYED, j])
+        v.persistent[j] = draws[DRAW_PERSISTENT, j]
+        spent = np.float64(v.medical_12m[j]) * (11.0 / 12.0) + draws[DRAW_MEDICAL, j]
+        v.medical_12m[j] = spent
         draws[DRAW_MEDICAL, j] = spent  # unrounded, for the sector data
 
 
@@ -717,17 +725,17 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
         # (ties by index).  Every household's perception is computed in a vectorised loop
         # (+inf if it is not eligible); a scan then keeps the lowest, comparing each with the
         # highest kept once that many are kept.
-        flags, pending_route, last_visit = hh.flags[first:end], hh.pending_route[first:end], hh.last_visit[first:end]
-        for j in range(n):  # (views indexed by the loop counter: see month_income)
+        v = village_view(hh, first, end)
+        for j in range(n):
             log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
             z = rng.box_muller_first(rng.box_muller_radius(draws[DRAW_CADRE, j]), draws[DRAW_CADRE + 1, j])
             perceived = log_income + p.cadre_sd * z
-            if (flags[j] & FLAG_CONNECTED) != 0:
+            if (v.flags[j] & FLAG_CONNECTED) != 0:
                 perceived -= p.cadre_favouritism
             eligible = (
-                ((flags[j] & FLAG_REGISTERED) == 0)
-                & (pending_route[j] == 0)
-                & (months_since(last_visit[j], month) >= p.cadre_revisit)
+                ((v.flags[j] & FLAG_REGISTERED) == 0)
+                & (v.pending_route[j] == 0)
+                & (months_since(v.last_visit[j], month) >= p.cadre_revisit)
             )
             values[j] = perceived if eligible else math.inf
         visits = p.cadre_visits
@@ -748,7 +756,7 @@ def village_events(hh, first, end, first_id, month, line, p, k0, k1, acc, quota,
 
 
 # --------------------------------------------------------------------------------------
-# Phase 3: one household's verification, registration events and end-of-month metrics
+# Phase 3: one household's verification and registration events
 # --------------------------------------------------------------------------------------
 
 
@@ -841,18 +849,17 @@ def village_counts(hh, first, n, month, line, p, draws, acc):
     """
     if month < p.report_start:
         return
-    end = first + n
-    size, flags, medical_12m, illness_state = hh.size[first:end], hh.flags[first:end], hh.medical_12m[first:end], hh.illness[first:end]
+    v = village_view(hh, first, first + n)
     people = poor_n = poor_people = gap_fx = severity_fx = supported_n = ill_n = unemployed_n = 0
     onsets = job_losses = transfers_fen = catastrophic_n = registered_n = registered_people = 0
     poor_registered = registered_illness = 0
-    for j in range(n):  # (views indexed by the loop counter: see month_income)
-        members = np.int64(size[j])
+    for j in range(n):
+        members = np.int64(v.size[j])
         income = draws[DRAW_INCOME_12M, j]
-        poor = (flags[j] & FLAG_POOR) != 0
-        registered = (flags[j] & FLAG_REGISTERED) != 0
+        poor = (v.flags[j] & FLAG_POOR) != 0
+        registered = (v.flags[j] & FLAG_REGISTERED) != 0
         supported = draws[DRAW_SUPPORTED, j] != 0.0
-        ill = illness_state[j] != 0
+        ill = v.illness[j] != 0
         people += members
         gap = (line - max(income, 0.0)) / line
         poor_n += poor
@@ -866,7 +873,7 @@ def village_counts(hh, first, n, month, line, p, draws, acc):
         job_losses += draws[DRAW_LOST_JOB, j] != 0.0
         transfer = p.transfer if supported else 0.0
         transfers_fen += np.int64(round(transfer * members * 100.0))
-        catastrophic = np.float64(medical_12m[j]) > M.CATASTROPHIC_SHARE * max(income * members, 0.0)
+        catastrophic = np.float64(v.medical_12m[j]) > M.CATASTROPHIC_SHARE * max(income * members, 0.0)
         catastrophic_n += catastrophic
         registered_n += registered
         registered_people += members if registered else 0

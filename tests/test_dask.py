@@ -25,8 +25,7 @@ from helpers import REPO, run_cli
 
 import povsim
 from povsim.cluster import Block, open_client, run_split, village_blocks
-from povsim.config import Config, ConfigError
-from povsim.experiments import Experiment, HEADLINE
+from povsim.experiments import Experiment
 from povsim.population import structure
 
 pytestmark = pytest.mark.slow
