@@ -50,7 +50,7 @@ What is measured, in one run
      (``ALL_RULES_2019``); the 12 reported months are timed after a burn-in year.
 4. **Where the time goes**, approximately: the step's two Philox calls per
    household (a small Numba kernel), then the engine's own draws
-   (``rules.month_draws`` for every village: Philox and the Box-Muller normals;
+   (``income.draw`` for every village: Philox and the Box-Muller normals;
    the exp is in its household step) and, for the NumPy baseline, the same
    random numbers, normals and exp, each timed alone, against a whole month.
 
@@ -91,7 +91,10 @@ from povsim import rng
 from povsim.config import ONE_TIME_THRESHOLD, format_month, parse_month
 from povsim.engine import Simulation, villages_per_block
 from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households, build_population
-from povsim.rules import DRAW_INCOME, N_DRAWS, make_params, month_draws
+from povsim.components import make_params
+from povsim.components import income
+from povsim.components.income import DRAW_INCOME
+from povsim.components.schedule import scratch
 from povsim.timeline import Timeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -423,20 +426,21 @@ def _engine_philox(n, month, k0, k1):
 
 
 @numba.njit(parallel=True, error_model="numpy")
-def _engine_month_draws(village_start, per_block, month, p, k0, k1):
-    """The engine's own draws: rules.month_draws for every village (two Philox calls per household,
-    vectorised, and the three Box-Muller normals), in the engine's parallel blocks of villages."""
-    n_villages = village_start.shape[0] - 1
+def _engine_month_draws(vs, per_block, month, k0, k1):
+    """The engine's own draws: income.draw for every village (two Philox calls per household,
+    vectorised, and the Box-Muller income normals), in the engine's blocks of villages.
+
+    (The hook reads neither the households' state nor the parameters: 0 stands for them.)"""
+    n_villages = vs.county.shape[0]
     largest = 0
     for v in range(n_villages):
-        largest = max(largest, village_start[v + 1] - village_start[v])
+        largest = max(largest, vs.start[v + 1] - vs.start[v])
     total = 0.0
     for b in numba.prange(-(-n_villages // per_block)):
-        draws = np.empty((N_DRAWS, largest), np.float64)
+        s = scratch(largest)
         for v in range(b * per_block, min(n_villages, (b + 1) * per_block)):
-            n = village_start[v + 1] - village_start[v]
-            month_draws(k0, k1, village_start[v], n, month, p, draws)
-            total += draws[DRAW_INCOME, 0]
+            income.draw(0, vs, v, 0, month, 0.0, 0, k0, k1, 0, s)
+            total += s.draws[DRAW_INCOME, 0]
     return total
 
 
@@ -457,13 +461,12 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     month = timeline.first
     _engine_philox(10, month, k0, k1)  # compile
     sim = Simulation(cfg)
-    params = make_params(cfg)
-    starts = sim.population.village_start
-    _engine_month_draws(starts[:2], 1, month, params, k0, k1)  # compile
+    vs = sim.population.villages
+    _engine_month_draws(vs, 1, month, k0, k1)  # compile
     engine = {
         "philox": _best_of(lambda: _engine_philox(households, month, k0, k1), repeats),
         "draws + normals (+ exp)": _best_of(
-            lambda: _engine_month_draws(starts, villages_per_block(len(starts) - 1), month, params, k0, k1), repeats
+            lambda: _engine_month_draws(vs, villages_per_block(vs.county.shape[0]), month, k0, k1), repeats
         ),
         "whole step": _best_of(sim.step, repeats),
     }
@@ -578,8 +581,8 @@ def print_report(res: dict) -> None:
         e, n = b["engine_ns"][part], b["numpy_ns"][part]
         print(f"  {part:24s} engine {e:7.1f} ns ({100 * e / whole_e:3.0f}%)   NumPy {n:7.1f} ns "
               f"({100 * n / whole_n:3.0f}%)")
-    print("  (draws + normals: the engine's own rules.month_draws, Philox and the Box-Muller income normals of every"
-          " household;\n   the bill's normal and the exps are in rules.month_income, the bill's for ill households only."
+    print("  (draws + normals: the engine's own income.draw, Philox and the Box-Muller income normals of every"
+          " household;\n   the bill's normal and the exps are in income.household_month, the bill's for ill households only."
           " NumPy: Philox,\n   the normals (the bill's only for ill households) and the exp.)")
     print()
     print("build s: Simulation(cfg), i.e. building the population (compiled, parallel). best mo: the fastest "

@@ -94,15 +94,15 @@ def profile_month(households: int) -> list[tuple[str, float]]:
     agentset = cumtime(
         lambda f, l, func: func == "do" and f.endswith((os.path.join("mesa", "agent.py"), os.path.join("mesa", "agentset.py")))
     )
-    village = tottime(lambda f, l, func: any(n in func for n in (
-        "month_draws", "month_income", "village_events", "lookback_month", "village_counts", "registration_quotas")))
+    village = tottime(lambda f, l, func: any(n in func for n in (  # the village hooks of the schedule
+        "draw", "household_month", "village", "count", "registration_quotas")) and "mesa" not in f)
     collect = cumtime(lambda f, l, func: in_model(f, func, ("_derive",)))
     collect += cumtime(lambda f, l, func: func == "collect" and f.endswith("datacollection.py"))
     rows = [
         ("compiled household rules (household_update, household_events)", compiled),
         ("Household.update / .events (the Python method around each call)", methods - compiled),
         ("AgentSet.do (Mesa's loop over a village's agents)", agentset - methods),
-        ("compiled village rules (draws, incomes, cadre visits, quotas, look-back month, counts)", village),
+        ("compiled village hooks (draws, incomes, quota registration, cadre visits, counts; quotas)", village),
         ("metrics of the month (pandas) and DataCollector.collect", collect),
     ]
     rows.append(("everything else (PovertyModel.step's own loop, bookkeeping)", total - sum(v for _, v in rows)))

@@ -5,7 +5,7 @@ This module re-implements, with whole-array NumPy operations and no Numba,
 * Philox4x32-10 (:func:`philox4x32_10`), on uint32 arrays with uint64 products,
   keyed exactly as :func:`povsim.rng.draw4`: counter = (household id, month,
   stream, draw index), key = :func:`povsim.rng.split_seed` of the seed;
-* one month of povsim's rules (:func:`povsim.rules.village_month`) for a whole
+* one month of povsim's rules (:func:`povsim.components.schedule.village_month`) for a whole
   population under a **one-time threshold registration** and no other rule
   (:func:`month_step`): illness and job transitions, support of registered
   households (transfer, higher reimbursement, faster re-employment, development
@@ -17,7 +17,7 @@ This module re-implements, with whole-array NumPy operations and no Numba,
   other rule switched on.
 
 It works on the engine's own state (a :class:`povsim.population.Households`)
-and parameters (:func:`povsim.rules.make_params`), in place, so the two can be
+and parameters (:func:`povsim.components.make_params`), in place, so the two can be
 run side by side from the same population and compared.  The population is
 processed in chunks of ``chunk`` households, so temporaries stay bounded
 (about 200 bytes per household of a chunk at peak, some 50 MiB for the default
@@ -43,23 +43,27 @@ import sys
 import numpy as np
 
 from povsim import metrics as M
-from povsim.population import CAPACITY_SCALE, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, ROUTE_REGISTRATION, Households
-from povsim.rng import STREAM_ASSESSMENT, STREAM_SHOCKS
-from povsim.rules import METHOD_THRESHOLD, NO_MONTH, Params
+from povsim.components import Households, Params, component, rule_starts
+from povsim.components.base import FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, NO_MONTH
+from povsim.components.income import STREAM_SHOCKS
+from povsim.components.registration import METHOD_THRESHOLD, STREAM_ASSESSMENT
+from povsim.components.registration import ROUTE_CODE as ROUTE_REGISTRATION
+from povsim.components.support import CAPACITY_SCALE
 
 
 def check_params(p: Params) -> None:
-    """The NumPy step implements the one-time threshold registration only: refuse anything else."""
-    others = {
-        "policy.registration.method": p.registration_method != METHOD_THRESHOLD,
-        "policy.lookback": p.lookback_start != NO_MONTH,
-        "policy.review": p.review_first != NO_MONTH,
-        "policy.channels.self": p.self_start != NO_MONTH,
-        "policy.channels.cadre": p.cadre_start != NO_MONTH,
-        "policy.channels.data": p.data_start != NO_MONTH,
-        "policy.channels.hotline": p.hotline_start != NO_MONTH,
-    }
-    on = [k for k, v in others.items() if v]
+    """The NumPy step implements the one-time threshold registration only: refuse anything else.
+
+    Every rule the components declare (:func:`povsim.components.rule_starts`) must be off,
+    but the registration, which must be by threshold.
+    """
+    on = [
+        component(name).path
+        for name, start in rule_starts(p).items()
+        if start != NO_MONTH and name != "registration"
+    ]
+    if p.registration.month != NO_MONTH and p.registration.method != METHOD_THRESHOLD:
+        on.insert(0, "policy.registration.method")
     if on:
         raise ValueError(f"the NumPy step runs the one-time threshold registration only; switch off: {', '.join(on)}")
 
@@ -154,48 +158,48 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
 
     healthy = ill_old == 0
     acute = ill_old == 1
-    onset = healthy & (u_illness < p.illness_onset)
-    stays_ill = u_illness >= np.where(acute, p.acute_recovery, p.chronic_recovery)
+    onset = healthy & (u_illness < p.illness.onset_probability)
+    stays_ill = u_illness >= np.where(acute, p.illness.acute_recovery, p.illness.chronic_recovery_probability)
     illness = np.where(
         healthy,
-        np.where(onset, np.where(u_chronic < p.chronic_share, 2, 1), 0),
+        np.where(onset, np.where(u_chronic < p.illness.chronic_share, 2, 1), 0),
         np.where(stays_ill, np.where(acute, 1, 2), 0),
     ).astype(np.uint8)
     ill = illness != 0
 
     has_workers = hh.workers != 0
     was_unemployed = hh.unemployed != 0
-    reemployment = np.where(supported, min(1.0, p.reemployment * p.reemployment_multiplier), min(1.0, p.reemployment))
-    lost_job = has_workers & ~was_unemployed & (u_job < p.job_loss)
+    reemployment = np.where(supported, min(1.0, p.job_loss.reemployment * p.support.reemployment_multiplier), min(1.0, p.job_loss.reemployment))
+    lost_job = has_workers & ~was_unemployed & (u_job < p.job_loss.probability)
     unemployed = lost_job | (has_workers & was_unemployed & (u_job >= reemployment))
 
     # b. support: development capacity, transfer, reimbursement
     capacity = hh.capacity.astype(np.int64)
-    grow = supported & (capacity < p.development_max)
-    capacity[grow] = np.minimum(capacity[grow] + p.development_rate, p.development_max)
+    grow = supported & (capacity < p.support.development_max)
+    capacity[grow] = np.minimum(capacity[grow] + p.support.development_rate, p.support.development_max)
     hh.capacity[:] = capacity
 
     # c. income (per person, this month, yuan), in the Numba code's order of operations
-    persistent = p.persistent_rho * hh.persistent.astype(np.float64) + p.persistent_innovation_sd * z_persistent
+    persistent = p.income.persistent_rho * hh.persistent.astype(np.float64) + p.income.persistent_innovation_sd * z_persistent
     log_income = hh.level.astype(np.float64)
-    log_income += p.trend_per_month * (month - p.base_month)
+    log_income += p.income.trend_per_month * (month - p.income.base_month)
     log_income += persistent
     log_income += capacity / CAPACITY_SCALE
-    log_income += p.transitory_sd * z_transitory
+    log_income += p.income.transitory_sd * z_transitory
     with np.errstate(over="ignore"):
         gross = np.exp(log_income)
     gross /= 12.0
-    np.multiply(gross, 1.0 - p.illness_income_loss, out=gross, where=ill)
-    np.multiply(gross, 1.0 - p.job_income_loss, out=gross, where=unemployed)
+    np.multiply(gross, 1.0 - p.illness.income_loss, out=gross, where=ill)
+    np.multiply(gross, 1.0 - p.job_loss.income_loss, out=gross, where=unemployed)
     medical = np.zeros(gross.shape[0])
     sick = np.flatnonzero(ill)
     if sick.size:
         z_bill = _box_muller_cos(uniform(w2[1, sick]), uniform(w3[1, sick]))
         with np.errstate(over="ignore"):
-            bill = np.exp(p.bill_log_median + p.bill_sd * z_bill)
-        medical[sick] = bill * (1.0 - np.where(supported[sick], p.supported_reimbursement, p.reimbursement))
+            bill = np.exp(p.illness.bill_log_median + p.illness.bill_sd * z_bill)
+        medical[sick] = bill * (1.0 - np.where(supported[sick], p.support.reimbursement, p.illness.reimbursement))
     # net = (gross + transfer) - medical / size, the Numba order
-    net = gross + np.where(supported, p.transfer, 0.0)
+    net = gross + np.where(supported, p.support.transfer, 0.0)
     if sick.size:
         net[sick] -= medical[sick] / size_f[sick]
     stored = np.floor(net + 0.5)
@@ -208,7 +212,7 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     income = ring.sum(axis=1, dtype=np.int64).astype(np.float64)
     poor = income < line
     was_poor = (hh.flags & FLAG_POOR) != 0
-    if month <= p.record_start:  # before 12 months of history: onsets are not recorded
+    if month <= p.time.record_start:  # before 12 months of history: onsets are not recorded
         newly_poor = np.zeros_like(poor)
         hh.poor_since[:] = NEVER
     else:
@@ -217,11 +221,11 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
 
     # e. the one-time registration by a noisy assessment (household phase 3 in the engine)
     registered = registered_old
-    if month == p.registration_month:
+    if month == p.registration.month:
         a0, a1, _, _ = philox4x32_10(gid, month, STREAM_ASSESSMENT, 0, k0, k1)
         z = _box_muller_cos(uniform(a0), uniform(a1))
         with np.errstate(over="ignore"):
-            entering = ~registered_old & ((income <= 0.0) | (income * np.exp(p.registration_sd * z) < line))
+            entering = ~registered_old & ((income <= 0.0) | (income * np.exp(p.registration.assessment_sd * z) < line))
         registered = registered_old | entering
         hh.route[entering] = ROUTE_REGISTRATION
         r = ROUTE_REGISTRATION
@@ -244,8 +248,8 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     keep = hh.flags & np.uint8(0xFF ^ (FLAG_REGISTERED | FLAG_POOR))
     hh.flags[:] = keep | registered * np.uint8(FLAG_REGISTERED) | poor * np.uint8(FLAG_POOR)
 
-    # metrics (int64 slots, as povsim.rules adds them); a burn-in month counts none, as in the engine
-    if month < p.report_start:
+    # metrics (int64 slots, as the components add them); a burn-in month counts none, as in the engine
+    if month < p.time.report_start:
         return
     size = hh.size.astype(np.int64)
     size_poor = size[poor]
@@ -269,9 +273,9 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     acc[M.UNEMPLOYED] += np.count_nonzero(unemployed)
     acc[M.ILLNESS_ONSETS] += np.count_nonzero(onset)
     acc[M.JOB_LOSSES] += np.count_nonzero(lost_job)
-    if p.transfer > 0.0:
+    if p.support.transfer > 0.0:
         paid = size_f[supported]
-        acc[M.TRANSFERS_FEN] += np.rint(p.transfer * paid * 100.0).astype(np.int64).sum()
+        acc[M.TRANSFERS_FEN] += np.rint(p.support.transfer * paid * 100.0).astype(np.int64).sum()
 
 
 def month_step(hh: Households, first_id: int, month: int, line: float, p: Params, k0: int, k1: int,
@@ -280,7 +284,7 @@ def month_step(hh: Households, first_id: int, month: int, line: float, p: Params
 
     Same arguments and meaning as :func:`povsim.engine.run_month` (``first_id``
     is the global id of household 0, ``line`` the poverty line in yuan per
-    person per year, ``p`` from :func:`povsim.rules.make_params`, ``(k0, k1)``
+    person per year, ``p`` from :func:`povsim.components.make_params`, ``(k0, k1)``
     from :func:`povsim.rng.split_seed`); the totals are int64, one per slot of
     :mod:`povsim.metrics`, and equal the sum of the engine's block totals.
     """

@@ -140,7 +140,7 @@ def _timed(fn) -> float:
 # --------------------------------------------------------------------------------------
 
 
-#: state arrays the month stores for every household, changed or not (rules.month_income, household_update)
+#: state arrays the month stores for every household, changed or not (income.household_month, poverty.update)
 ALWAYS_STORED = ("illness", "unemployed", "persistent", "capacity", "support_left", "medical_12m", "net_income", "flags")
 
 
@@ -368,9 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     print_report(env, start, bandwidth, moved, rows, (load0, load_average()))
     if args.json:
         payload = {"environment": env, "startup": start, "bandwidth": bandwidth, "moved": moved, "sizes": rows}
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(args.json)
+        from povsim.files import write_text_atomically
+
+        write_text_atomically(args.json, json.dumps(payload, indent=2))
     return 0
 
 

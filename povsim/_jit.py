@@ -1,9 +1,9 @@
 """Numba settings shared by every compiled module: where compiled code is cached, how wide its vectors are.
 
 Numba re-validates a cached function only against its own source file, but the
-engine's ``run_month`` (engine.py) embeds the rules compiled from rules.py, rng.py
-and population.py: after an edit to rules.py alone, a cache beside the sources
-would silently run the old rules.  So povsim keeps its compiled code in a folder
+engine's ``run_month`` (engine.py) embeds the components' kernels compiled from
+``povsim/components/``, rng.py and elementary.py: after an edit to one component
+alone, a cache beside the sources would silently run the old kernels.  So povsim keeps its compiled code in a folder
 named after a hash of all its compiled sources (and the Numba version):
 ``$XDG_CACHE_HOME/povsim/numba-<hash>`` (``~/.cache`` by default, the system's
 temporary folder if that is not writable).  A cache can never be stale; a change
@@ -11,8 +11,10 @@ of sources simply compiles into a new folder.  A ``NUMBA_CACHE_DIR`` set by the
 user is respected.
 
 Every compiled module imports this one before defining a Numba function, which is
-when Numba reads the cache folder.  The hash reads the small files of
-``COMPILED_SOURCES``, once.
+when Numba reads the cache folder.  The hash reads, once, every module of the
+package that compiles anything (:func:`compiled_sources`: found by the package's own
+layout, so a new compiled module can never be served stale code), and the registry
+of components, which decides the kernels' state, slots and parameters.
 
 Vector width: on a CPU with AVX-512, LLVM's tuning for Intel server cores prefers
 256-bit vectors (``prefer-256-bit``; on older cores 512-bit instructions lowered
@@ -37,18 +39,37 @@ from pathlib import Path
 
 import numba
 
-#: the modules whose compiled code ends up in the engine
-COMPILED_SOURCES = ("_jit.py", "elementary.py", "rng.py", "population.py", "metrics.py", "rules.py", "engine.py")
+_HERE = Path(__file__).resolve().parent
+
+
+def compiled_sources() -> tuple[str, ...]:
+    """Every module of the package that compiles with Numba or decides what is compiled, relative to the package.
+
+    A module counts if it uses ``njit``, and so does every module of
+    ``povsim/components/`` (its declarations shape the state, slots and parameters the
+    kernels are compiled for) and this one.
+    """
+    found = []
+    for path in sorted(_HERE.rglob("*.py")):
+        rel = path.relative_to(_HERE).as_posix()
+        if rel == "_jit.py" or rel.startswith("components/") or "njit" in path.read_text(encoding="utf-8"):
+            found.append(rel)
+    return tuple(found)
+
+
+_HASH: str | None = None
 
 
 def source_hash() -> str:
-    """A short hash of the compiled sources and the Numba version."""
-    digest = hashlib.sha256(numba.__version__.encode())
-    here = Path(__file__).resolve().parent
-    for name in COMPILED_SOURCES:
-        digest.update(name.encode())
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    """A short hash of the compiled sources and the Numba version (computed once)."""
+    global _HASH
+    if _HASH is None:
+        digest = hashlib.sha256(numba.__version__.encode())
+        for rel in compiled_sources():
+            digest.update(rel.encode())
+            digest.update((_HERE / rel).read_bytes())
+        _HASH = digest.hexdigest()[:16]
+    return _HASH
 
 
 def _cache_dir() -> str:

@@ -207,9 +207,9 @@ def objective(values: np.ndarray, targets: list[Target]) -> float:
 
 
 def _config_at(base: dict[str, Any], keys: tuple[str, ...], values) -> Config:
-    from .config import _apply_overrides, _validate
+    from .config import apply_overrides, validate
 
-    return _validate(_apply_overrides(base, {k: float(v) for k, v in zip(keys, values)}))
+    return validate(apply_overrides(base, {k: float(v) for k, v in zip(keys, values)}))
 
 
 def _evaluate(base: dict[str, Any], keys: tuple[str, ...], targets: tuple[Target, ...], values) -> tuple[float, list]:

@@ -175,14 +175,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="regenerate every figure in docs/figures/ from the experiment files",
         description="Run the experiment files in experiments/ and draw every figure of the documentation into "
         "--out (PNG, written atomically), each with its provenance (experiment file, seed, households, povsim "
-        "version, date) in its caption and its PNG metadata, then rewrite index.md there. Run from the "
+        "version, date) in its caption and its PNG metadata, then rewrite index.md there. The speed figure is "
+        "drawn from a saved measurement (--measurement, made by python benchmarks/speed_figure.py). Run from the "
         "repository root. Figures: " + ", ".join(FIGURE_NAMES) + ".",
     )
     figures.add_argument(
         "--quick",
         action="store_true",
-        help=f"reduced scale: at most {QUICK.households:,} households per experiment and speed measured up to "
-        f"{max(QUICK.engine_sizes):,} households (about a minute on 2 cores); default: each file's own scale",
+        help=f"reduced scale: at most {QUICK.households:,} households per experiment (about a minute on 2 cores); "
+        "default: each file's own scale",
     )
     figures.add_argument(
         "--out", type=Path, default=Path("docs/figures"), metavar="DIR", help="output folder (default: docs/figures)"
@@ -195,11 +196,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="folder of experiment files (default: experiments)",
     )
     figures.add_argument(
-        "--benchmarks",
+        "--measurement",
         type=Path,
-        metavar="DIR",
-        help="folder holding numpy_step.py for the speed figure (default: benchmarks/ beside the experiments "
-        "folder; without it the NumPy line is left out, with a note)",
+        metavar="FILE",
+        help="speed measurement the performance figure is drawn from (default: docs/figures/performance.json "
+        "beside the experiments folder; made by python benchmarks/speed_figure.py)",
     )
     figures.add_argument(
         "--only",
@@ -456,7 +457,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     written = build_figures(
-        args.out, scale=scale, experiments=args.experiments, benchmarks=args.benchmarks, only=args.only, log=log,
+        args.out, scale=scale, experiments=args.experiments, measurement=args.measurement, only=args.only, log=log,
         command=" ".join(command),
     )
     if not args.quiet:

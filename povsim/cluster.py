@@ -18,9 +18,9 @@ imported until a run asks for more than one process.
   counties, and the monthly metrics are integer sums, so the result equals a
   single-process run bit for bit.  The only step that needs every village at
   once, the quota registration, is split in two: each block counts its
-  villages' poor (:func:`povsim.rules.village_poor_counts`), the driver joins
+  villages' poor (:func:`povsim.components.registration.village_poor_counts`), the driver joins
   the counts in village order and computes every quota
-  (:func:`povsim.rules.quotas_from_counts`, on the global structure), and each
+  (:func:`povsim.components.registration.quotas_from_counts`, on the global structure), and each
   block receives its villages' quotas with that month's step.
 """
 
@@ -156,7 +156,7 @@ class Block:
 
     def poor_counts(self) -> np.ndarray:
         """Poor households per village at the end of the last month (the survey behind the quotas)."""
-        from .rules import village_poor_counts
+        from .components.registration import village_poor_counts
 
         pop = self.sim.population
         return village_poor_counts(pop.households.flags, pop.village_start)
@@ -188,7 +188,8 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
     from .population import structure
     from .results import Result
     from .rng import split_seed
-    from .rules import METHOD_QUOTA, make_params, quotas_from_counts
+    from .components import make_params
+    from .components.registration import METHOD_QUOTA, quotas_from_counts
     from .timeline import Timeline
 
     if not isinstance(config, Config):
@@ -228,7 +229,7 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
     infos = call("info", [()] * len(handles))
     for month in timeline.months:
         quotas: list[np.ndarray | None] = [None] * len(handles)
-        if month == params.registration_month and params.registration_method == METHOD_QUOTA:
+        if month == params.registration.month and params.registration.method == METHOD_QUOTA:
             counts = np.concatenate(call("poor_counts", [()] * len(handles))).astype(np.int64)
             quota = quotas_from_counts(
                 counts, village_start, village_county, n_counties, 0, reg.quota_scale, reg.county_estimate_sd,

@@ -3,19 +3,24 @@
 This module owns the monthly loop over the whole population.
 
 The order of events in a month is written once, in
-:func:`povsim.rules.village_month` (see :mod:`povsim.rules`).  Here every
-village runs it, blocks of villages in parallel.  Before the pass, in the
-month of a quota registration, :func:`povsim.rules.registration_quotas`
-computes every village's quota from the survey (last month's poverty).
+:func:`povsim.components.schedule.village_month`.  Here every village runs it,
+blocks of villages in parallel.  Before the pass, in the month of a quota
+registration, :func:`povsim.components.registration.registration_quotas` computes
+every village's quota from the survey (last month's poverty) into the village state;
+before the first month, each component's ``setup`` fills its village state.
 
-The month's metrics are integer totals per block, added in block order, so the
-result is the same for any number of threads.  Nothing here depends on the
+The villages are grouped in fixed blocks, and each thread advances a contiguous
+range of blocks with the compiled :func:`run_blocks`, which releases the GIL (a
+parallel loop cannot take the components' nested parameter tuples).  The month's
+metrics are integer totals per block, added in block order, so the result is the
+same for any number of threads.  Nothing here depends on the
 thread count: every draw is keyed by the household's global id and the month.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from . import _jit  # noqa: F401  (sets Numba's cache folder first)
@@ -23,14 +28,15 @@ from . import _jit  # noqa: F401  (sets Numba's cache folder first)
 import numba as nb
 import numpy as np
 
-from . import metrics as M
+from .components import COMPONENTS, N_SLOTS, Params, make_params
+from .components.registration import METHOD_QUOTA, registration_quotas
+from .components.schedule import scratch, village_month
 from .config import Config
 from .population import Population, build_population
-from .rules import METHOD_QUOTA, N_DRAWS, Params, make_params, registration_quotas, village_month
 from .rng import split_seed
 from .timeline import Timeline
 
-__all__ = ["Simulation", "run_month"]
+__all__ = ["Simulation", "run_month", "run_blocks", "compiled_entry"]
 
 MAX_BLOCKS = 2048  #: parallel work items per month; blocks never depend on the thread count
 
@@ -39,27 +45,54 @@ def villages_per_block(n_villages: int) -> int:
     return max(1, -(-n_villages // MAX_BLOCKS))
 
 
-@nb.njit(cache=True, parallel=True, error_model="numpy")
-def run_month(hh, village_start, first_id, month, line, p, k0, k1, block_totals, per_block, quota):
-    """Advance every village one month; fill ``block_totals`` (blocks x slots, int64)."""
-    n_villages = village_start.shape[0] - 1
-    n_blocks = block_totals.shape[0]
-    largest = 0
-    for v in range(n_villages):
-        largest = max(largest, village_start[v + 1] - village_start[v])
-    for b in nb.prange(n_blocks):
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def run_blocks(hh, vs, first_id, month, line, p, k0, k1, block_totals, per_block, first_block, end_block, largest):
+    """Advance the villages of blocks ``first_block .. end_block - 1`` one month; fill their rows of ``block_totals``.
+
+    Releases the GIL, so that threads run disjoint ranges of blocks at once.
+    """
+    n_villages = vs.county.shape[0]
+    s = scratch(largest)
+    for b in range(first_block, end_block):
         acc = block_totals[b]
         acc[:] = 0
-        values = np.empty(largest, np.float64)
-        candidate = np.empty(largest, np.bool_)
-        chosen = np.empty(largest, np.int64)
-        draws = np.empty((N_DRAWS, largest), np.float64)
-        v_end = min(n_villages, (b + 1) * per_block)
-        for v in range(b * per_block, v_end):
-            village_month(
-                hh, village_start[v], village_start[v + 1], first_id, month, line, p, k0, k1, acc, quota[v],
-                values, candidate, chosen, draws,
-            )
+        for v in range(b * per_block, min(n_villages, (b + 1) * per_block)):
+            village_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
+
+
+def compiled_entry(dispatcher, example_args):
+    """The compiled entry point of a Numba function for the types of ``example_args``.
+
+    Calling it skips Numba's per-call type dispatch (working out the types of every
+    argument: for the components' nested parameter tuples, a few hundred microseconds
+    a call); the same machine code runs.
+    """
+    signature = tuple(nb.typeof(a) for a in example_args)
+    try:
+        return dispatcher.compile(signature)
+    except Exception:  # pragma: no cover - a Numba without this API: the dispatcher itself
+        return dispatcher
+
+
+def run_month(hh, vs, first_id, month, line, p, k0, k1, block_totals, per_block, largest, pool=None, threads=1,
+              kernel=run_blocks):
+    """Advance every village one month; fill ``block_totals`` (blocks x slots, int64).
+
+    The blocks are shared among ``threads`` threads of ``pool`` in contiguous ranges
+    (static scheduling, as a parallel loop would); each block's totals depend only on its
+    own villages, so the month's totals are the same for any number of threads.
+    """
+    n_blocks = block_totals.shape[0]
+    threads = max(1, min(threads, n_blocks))
+    edges = [n_blocks * t // threads for t in range(threads + 1)]
+    args = (hh, vs, first_id, month, line, p, k0, k1, block_totals, per_block)
+    if pool is None or threads == 1:
+        kernel(*args, 0, n_blocks, largest)
+        return
+    futures = [pool.submit(kernel, *args, edges[t], edges[t + 1], largest) for t in range(1, threads)]
+    kernel(*args, edges[0], edges[1], largest)  # the first range in this thread
+    for f in futures:
+        f.result()
 
 
 class Simulation:
@@ -88,19 +121,49 @@ class Simulation:
         )
         self._per_block = villages_per_block(self.population.n_villages)
         n_blocks = -(-self.population.n_villages // self._per_block)
-        self._block_totals = np.zeros((max(n_blocks, 1), M.N_SLOTS), np.int64)
-        self._no_quota = np.zeros(self.population.n_villages, np.int64)
+        self._block_totals = np.zeros((max(n_blocks, 1), N_SLOTS), np.int64)
+        starts = self.population.village_start
+        self._largest = int(np.diff(starts).max()) if self.population.n_villages else 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._kernel = None  #: run_blocks' compiled entry point, resolved at the first step
+        self._pool_threads = 0
         self.month = self.timeline.first  #: next month to simulate
         self.totals: dict[int, np.ndarray] = {}  #: month -> totals (N_SLOTS,), reported months only
+        for component in COMPONENTS:  # the components' village state for this run's rules
+            if component.setup is not None:
+                component.setup(self)
 
     @property
     def done(self) -> bool:
         return self.month > self.timeline.end
 
+    def _threads(self, threads: int) -> ThreadPoolExecutor | None:
+        """A pool with ``threads - 1`` workers (the calling thread is the first), made when first needed."""
+        if threads <= 1:
+            return None
+        if self._pool is None or self._pool_threads != threads:
+            self.close()
+            self._pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="povsim")
+            self._pool_threads = threads
+        return self._pool
+
+    def close(self) -> None:
+        """Let the threads go (a later step starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            self._pool_threads = 0
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
     @property
     def quota_month(self) -> bool:
         """Whether the next month is the month of a registration by quota."""
-        return self.month == self.params.registration_month and self.params.registration_method == METHOD_QUOTA
+        return self.month == self.params.registration.month and self.params.registration.method == METHOD_QUOTA
 
     def step(self, quota: np.ndarray | None = None) -> np.ndarray:
         """Simulate the next month; return its totals (int64, one per metrics slot).
@@ -115,33 +178,25 @@ class Simulation:
             raise RuntimeError(f"the run ended at {self.timeline.label(self.timeline.end)}")
         m = self.month
         pop = self.population
-        if not self.quota_month:
-            quota = self._no_quota
-        elif quota is not None:
-            quota = np.ascontiguousarray(quota, dtype=np.int64)
-            if quota.shape != (pop.n_villages,):
-                raise ValueError(f"quota has shape {quota.shape}; allowed: one per village, ({pop.n_villages},)")
-        elif self.is_block:
-            raise RuntimeError("a block of a split population needs its quotas from the driver in the quota month")
-        else:
-            reg = self.config.policy.registration
-            quota = registration_quotas(
-                pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id,
-                self.params, reg.quota_scale, reg.county_estimate_sd, reg.village_estimate_sd, *self.key,
-            )
-        run_month(
-            pop.households,
-            pop.village_start,
-            pop.first_id,
-            m,
-            self.timeline.line(m),
-            self.params,
-            self.key[0],
-            self.key[1],
-            self._block_totals,
-            self._per_block,
-            quota,
-        )
+        if self.quota_month:
+            if quota is not None:
+                quota = np.ascontiguousarray(quota, dtype=np.int64)
+                if quota.shape != (pop.n_villages,):
+                    raise ValueError(f"quota has shape {quota.shape}; allowed: one per village, ({pop.n_villages},)")
+            elif self.is_block:
+                raise RuntimeError("a block of a split population needs its quotas from the driver in the quota month")
+            else:
+                quota = registration_quotas(
+                    pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id,
+                    self.config.policy.registration, *self.key,
+                )
+            pop.villages.quota[:] = quota
+        threads = nb.get_num_threads()
+        args = (pop.households, pop.villages, pop.first_id, m, self.timeline.line(m), self.params, self.key[0],
+                self.key[1], self._block_totals, self._per_block)
+        if self._kernel is None:
+            self._kernel = compiled_entry(run_blocks, args + (0, 0, self._largest))
+        run_month(*args, self._largest, self._threads(threads), threads, kernel=self._kernel)
         totals = self._block_totals.sum(axis=0)
         if m >= self.timeline.start:
             self.totals[m] = totals
@@ -165,5 +220,6 @@ class Simulation:
             used_threads = nb.get_num_threads()
         finally:
             nb.set_num_threads(previous)
+            self.close()
         wall = time.perf_counter() - t0
         return Result.from_run(self, wall_time=wall, threads=used_threads)

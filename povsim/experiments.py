@@ -36,11 +36,14 @@ Runs go one after another in this process, or on a Dask cluster
 (:mod:`povsim.cluster`): each finished run is written to the output folder at
 once (by temporary name and rename, see :mod:`povsim.store`), so a stopped
 experiment started again skips the runs it has and ends with the same result.
+The tables, figures and report beside the runs are written by
+:meth:`ExperimentResult.write_files`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 import time
@@ -49,15 +52,23 @@ import typing
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .config import Config, ConfigError, _apply_overrides, _merge, _validate, read_toml
+from .config import Config, ConfigError, apply_overrides, merge, read_toml, validate
+from .config import flatten as _flatten
+from .headlines import HEADLINE, headline  # noqa: F401  (re-exported)
 from .results import Result
 
-__all__ = ["Experiment", "ExperimentResult", "RunSpec", "Sweep", "headline", "replicate_seeds", "HEADLINE"]
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from .store import RunStore
+
+__all__ = [
+    "Experiment", "ExperimentResult", "RunSpec", "Sweep", "headline", "replicate_seeds", "HEADLINE", "TIME_FIGURES",
+    "SWEEP_FIGURES",
+]
 
 BASELINE = "baseline"
 MAX_REPLICATES = 10_000
@@ -69,24 +80,10 @@ _SWEEP_SPAWN_KEY = 0x5357454550  # "SWEEP"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAX_ERRORS = 25
 
-#: the headline numbers of a run (see :func:`headline`), in the order of every table
-HEADLINE = (
-    "exclusion_error_mean", "inclusion_error_mean", "exclusion_error_end", "inclusion_error_end",
-    "headcount_rate_end", "poor_household_months", "detection_delay_mean", "entered", "exited", "wrong_exit",
-    "return_to_poverty", "cost_total_yuan", "transfers_yuan",
-)
-
-
-def _flatten(patch: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested tables as dotted paths: {"policy": {"lookback": {"enabled": False}}} -> {"policy.lookback.enabled": False}."""
-    flat: dict[str, Any] = {}
-    for key, value in patch.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and not path.endswith("poverty.lines"):
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
+#: the figures of an experiment's folder: these metrics over time (without a sweep) ...
+TIME_FIGURES = ("exclusion_error", "inclusion_error", "headcount_rate")
+#: ... or these headline numbers against the swept values (with a sweep)
+SWEEP_FIGURES = ("exclusion_error_mean", "inclusion_error_mean", "cost_total_yuan")
 
 
 def replicate_seeds(seed: int, replicates: int) -> list[int]:
@@ -323,7 +320,7 @@ class Experiment:
         if not isinstance(scenarios, dict) or any(not isinstance(v, dict) for v in scenarios.values()):
             raise ConfigError("scenarios: each scenario is a table of patches, e.g. [scenarios.no_lookback]")
         data.setdefault("name", path.stem)
-        base = _merge(Config, Config().to_dict(), data)
+        base = merge(data)
         return cls.from_dict(
             base, {k: _flatten(v) for k, v in scenarios.items()}, overrides, path, replicates=replicates, sweep=sweep
         )
@@ -359,7 +356,7 @@ class Experiment:
         errors = []
         for name, patch in [(BASELINE, {})] + list(scenarios.items()):
             try:
-                configs[name] = _validate(_apply_overrides(_apply_overrides(base, patch), overrides))
+                configs[name] = validate(apply_overrides(apply_overrides(base, patch), overrides))
             except ConfigError as err:
                 errors.append(f"{_where(name)}: {err}")
         if errors and sweep is None:
@@ -369,8 +366,8 @@ class Experiment:
         if sweep is not None:
             # the runs are the sweep points: a scenario need only be valid with a point's values
             try:
-                seed_value = _apply_overrides(base, overrides)["seed"]
-                seed = _validate(_apply_overrides(Config().to_dict(), {"seed": seed_value})).seed
+                seed_value = apply_overrides(base, overrides)["seed"]
+                seed = validate(apply_overrides(Config().to_dict(), {"seed": seed_value})).seed
             except ConfigError:
                 raise ConfigError("\n".join(errors)) from None
             parsed = Sweep.from_table(sweep, seed)
@@ -387,8 +384,8 @@ class Experiment:
             for p, point in enumerate(parsed.points):
                 for name, patch in [(BASELINE, {})] + list(scenarios.items()):
                     try:
-                        patched = _apply_overrides(_apply_overrides(_apply_overrides(base, point), patch), overrides)
-                        point_configs[(name, p)] = _validate(patched)
+                        patched = apply_overrides(apply_overrides(apply_overrides(base, point), patch), overrides)
+                        point_configs[(name, p)] = validate(patched)
                     except ConfigError as err:
                         failed.setdefault(name, []).append((p, str(err)))
             errors = []
@@ -471,18 +468,26 @@ class Experiment:
         after another).  A run that fails does not stop the others: it is listed
         in ``result.failures`` with its error.
         """
+        from ._jit import source_hash
         from .cluster import open_client
-        from .store import RunStore
+        from .results import check_replaceable
+        from .store import RunStore, mark_run
 
         if isinstance(split, bool) or not isinstance(split, int) or split < 1:
             raise ValueError(f"split = {split!r}: allowed a positive integer (blocks per run)")
         runs = self.runs
-        store = RunStore(Path(out), self) if out is not None else None
+        single = len(runs) == 1
+        out = Path(out) if out is not None else None
+        # several runs: each written to the folder as it finishes (the store); one run: the folder is its result
+        one_result = out is not None and single
+        store = RunStore(out, self.name) if out is not None and not single else None
         t0 = time.perf_counter()
-        done: dict[RunSpec, Result] = store.prepare() if store is not None else {}
+        if one_result:
+            check_replaceable(out)
+            engine = source_hash()
+        done: dict[RunSpec, Result] = self._resume(store) if store is not None else {}
         pending = [r for r in runs if r not in done]
         failures: dict[RunSpec, str] = {}
-        single = len(runs) == 1
         bar = _progress_bar(len(runs), len(done), self.name) if progress and not single else None
         try:
             # a local cluster only pays off for two runs or more, or for one run split across workers
@@ -493,7 +498,9 @@ class Experiment:
                     if isinstance(outcome, Result):
                         done[spec] = outcome
                         if store is not None:
-                            store.write_run(spec, outcome)
+                            store.write_run(spec.path, spec.to_dict(), outcome)
+                        elif one_result:
+                            mark_run(outcome, self.name, spec.to_dict(), engine)
                     else:
                         failures[spec] = outcome
                     if bar is not None:
@@ -512,8 +519,21 @@ class Experiment:
                   "resumed": len(runs) - len(pending)},
         )
         if store is not None:
-            store.finish(result)
+            store.finish(lambda directory: result.write_files(directory, runs=False), [spec.path for spec in runs])
+        elif one_result and result.runs:
+            result.save(out)
         return result
+
+    def _resume(self, store: "RunStore") -> dict[RunSpec, Result]:
+        """Make the :class:`~povsim.store.RunStore`'s folder ready; return the runs already finished in it."""
+        store.prepare()
+        done: dict[RunSpec, Result] = {}
+        for spec in self.runs:
+            saved = store.finished(spec.path, spec.to_dict(), lambda spec=spec: self.config_for(spec).to_dict())
+            if saved is not None:
+                done[spec] = saved
+        store.write_manifest({**ExperimentResult(self, {}).manifest(), "status": "running", "finished": len(done)})
+        return done
 
     def _execute(
         self, pending: list[RunSpec], client: Any, split: int, progress: bool
@@ -601,44 +621,6 @@ def _progress_bar(total: int, initial: int, name: str):
 # --------------------------------------------------------------------------------------
 # Headline numbers and intervals
 # --------------------------------------------------------------------------------------
-
-
-def headline(result: Result) -> dict[str, float]:
-    """The numbers a scenario is compared on, over the reported period.
-
-    Error rates are averaged over the months after the first policy event (when a
-    register exists); stocks are the last month's; flows and costs are totals.
-    """
-    m = result.metrics
-    active = m[m["registered"] > 0]
-    last = m.iloc[-1]
-    entrants = sum(m[c].sum() for c in m.columns if c.startswith("entered_"))
-    poor_months = m["poor"].sum()
-    return {
-        "exclusion_error_mean": float(active["exclusion_error"].mean()) if len(active) else np.nan,
-        "inclusion_error_mean": float(active["inclusion_error"].mean()) if len(active) else np.nan,
-        "exclusion_error_end": float(last["exclusion_error"]),
-        "inclusion_error_end": float(last["inclusion_error"]),
-        "headcount_rate_end": float(last["headcount_rate"]),
-        "poor_household_months": float(poor_months),
-        "detection_delay_mean": _weighted_delay(result),
-        "entered": float(entrants),
-        "exited": float(m["exited"].sum()),
-        "wrong_exit": float(m["wrong_exit"].sum()),
-        "return_to_poverty": float(m["return_to_poverty"].sum()),
-        "cost_total_yuan": float(m["cost_total"].sum()),
-        "transfers_yuan": float(m["cost_transfers"].sum()),
-    }
-
-
-def _weighted_delay(result: Result) -> float:
-    d = result.detection_delays()
-    if d is None:
-        return np.nan
-    d = d.drop(columns="unknown", errors="ignore")
-    months = np.arange(d.shape[1], dtype=float)  # the last bin (48+) counts as 48
-    total = d.to_numpy().sum()
-    return float((d.to_numpy() * months).sum() / total) if total else np.nan
 
 
 def interval(values) -> dict[str, float]:
@@ -816,12 +798,69 @@ class ExperimentResult:
         """Write the experiment into ``directory`` (replacing an earlier result), atomically.
 
         One run is written as a single result (see :meth:`Result.save`); several as
-        ``runs/`` plus the tables, figures and ``report.html`` (see :mod:`povsim.store`).
+        ``runs/`` plus the tables, figures and ``report.html`` (:meth:`write_files`).
         """
         from .results import write_atomically
-        from .store import write_experiment
 
         if len(self.experiment.runs) == 1 and len(self.runs) == 1:
             (result,) = self.runs.values()
             return write_atomically(Path(directory), lambda tmp: result.write_files(tmp))
-        return write_atomically(Path(directory), lambda tmp: write_experiment(tmp, self))
+        return write_atomically(Path(directory), lambda tmp: self.write_files(tmp))
+
+    def write_files(self, directory: str | Path, runs: bool = True) -> list[str]:
+        """Write the experiment's outputs into the existing folder ``directory``; return the names written.
+
+        The tables, figures, ``report.html`` and ``manifest.json`` (see :mod:`povsim.store`
+        for the layout), each by temporary name and rename; ``runs=True`` also writes every
+        run's folder under ``runs/`` (a result saved in one go).
+        """
+        from .files import atomic_file
+        from .plots import plot_scenarios
+        from .report import render_report
+
+        directory = Path(directory)
+        written: list[str] = []
+        if runs:
+            for spec, result in self.runs.items():
+                folder = directory / "runs" / spec.path
+                folder.mkdir(parents=True)
+                result.write_files(folder, figures=False)
+            written.append("runs")
+
+        def put(name: str, write: Callable[[Path], Any]) -> None:
+            with atomic_file(directory / name) as tmp:
+                write(tmp)
+            written.append(name)
+
+        figures: dict[str, bytes] = {}
+        if self.runs:
+            tidy = self.metrics()
+            put("metrics.parquet", lambda p: tidy.to_parquet(p, index=False))
+            put("headlines.csv", lambda p: self.headlines().to_csv(p, index=False))
+            put("summary.csv", lambda p: self.summary().to_csv(p))
+            if len(self.experiment.configs) > 1:
+                put("comparison.csv", lambda p: self.compare().to_csv(p))
+            if self.experiment.sweep is not None:
+                put("points.csv", lambda p: self.points().to_csv(p))
+                for metric in SWEEP_FIGURES:
+                    figures[f"sweep_{metric}.png"] = _png(self.plot_sweep(metric))
+            else:
+                for metric in TIME_FIGURES:
+                    figures[f"{metric}.png"] = _png(plot_scenarios(tidy, metric, title=self.experiment.name))
+            for name, data in figures.items():
+                put(name, lambda p, data=data: p.write_bytes(data))
+        put("report.html", lambda p: p.write_text(render_report(self, figures), encoding="utf-8"))
+        manifest = self.manifest()
+        complete = self.ok and len(self.runs) == len(self.experiment.runs)
+        manifest["status"] = "complete" if complete else "incomplete"
+        put("manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
+        return written
+
+
+def _png(figure) -> bytes:
+    """A figure as PNG bytes, as the experiment folder's figures are drawn."""
+    from io import BytesIO
+
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

@@ -4,43 +4,43 @@ This module owns the figures in ``docs/figures/``: which experiment each comes f
 how it is run, and the provenance each figure carries.  :func:`build_figures` runs
 the experiment files in ``experiments/`` (each once, however many figures use it),
 draws the figures with :mod:`povsim.plots`, writes each PNG atomically (a temporary
-file beside it, then a rename) and rewrites ``index.md`` beside them.
+file beside it, then a rename, :mod:`povsim.files`) and rewrites ``index.md`` beside them.
+
+The speed figure is drawn from a saved measurement, not measured here: a JSON file
+(``docs/figures/performance.json`` in the repository) written by
+``python benchmarks/speed_figure.py``, which times the engine, the plain NumPy step
+and the Mesa model and records the machine it ran on.  This module reads that file
+(:func:`read_measurement`) and imports nothing from ``benchmarks/``.
 
 Every figure says where it came from twice:
 
 * in its caption, drawn on the figure: the experiment file, seed, households, povsim
-  version, date and scale;
+  version, date and scale (for the speed figure: the measurement file, the command that
+  measured, its date and the machine);
 * in its PNG metadata (``Title``, ``Description`` = the caption, ``Source``,
   ``Software``, ``Creation Time``, and ``Provenance``: the same facts as JSON),
   which :func:`read_figure` reads back.  ``index.md`` is written from that
   metadata alone (:func:`index_markdown`), so it always matches the PNGs beside it.
 
 Scale: :data:`FULL` runs each experiment file as written; :data:`QUICK` caps every
-experiment at 20,000 households and measures speed at smaller sizes (about a minute
-on 2 cores once Numba's cache is warm).  A :class:`Scale` of your own (tiny, in the
-tests) works the same way.
+experiment at 20,000 households (about a minute on 2 cores once Numba's cache is
+warm).  A :class:`Scale` of your own (tiny, in the tests) works the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
-import importlib.util
 import json
-import os
 import platform
-import sys
-import tempfile
 import textwrap
 import time
 import tomllib
-import tracemalloc
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .config import ONE_TIME_THRESHOLD
+from .files import atomic_file, write_text_atomically
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -57,16 +57,21 @@ __all__ = [
     "official_targets",
     "official_headcount",
     "cost_points",
-    "measure_performance",
+    "read_measurement",
+    "MEASUREMENT",
     "with_caption",
     "save_figure",
     "read_figure",
     "index_markdown",
     "write_index",
-    "PERF_OVERRIDES",
 ]
 
 INDEX = "index.md"
+#: the speed measurement the speed figure is drawn from, beside the experiments folder
+#: (written by ``python benchmarks/speed_figure.py``)
+MEASUREMENT = Path("docs") / "figures" / "performance.json"
+#: what a measurement file says it is
+MEASUREMENT_KIND = "povsim speed measurement"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 150
 
@@ -82,18 +87,12 @@ class Scale:
 
     ``households``: ``None`` runs every experiment file at its own size; otherwise every
     experiment gets this many households, or at most this many when ``cap`` is true.
-    The performance figure times the engine and the plain NumPy step at
-    ``engine_sizes`` and ``numpy_sizes`` households and the Mesa model at
-    ``mesa_sizes``, each for ``months`` months.
+    The speed figure is drawn from its measurement file at any scale.
     """
 
     name: str
     households: int | None = None
     cap: bool = False
-    engine_sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
-    numpy_sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
-    mesa_sizes: tuple[int, ...] = (300, 1_000, 3_000, 10_000)
-    months: int = 12
 
     def households_for(self, file_households: int) -> int:
         """Households to run for an experiment file that asks for ``file_households``."""
@@ -102,19 +101,11 @@ class Scale:
         return min(file_households, self.households) if self.cap else self.households
 
 
-#: every experiment file at its own scale; speed measured up to a million households
+#: every experiment file at its own scale
 FULL = Scale("full")
 
-#: at most 20,000 households per experiment; speed measured up to 100,000 households
-QUICK = Scale(
-    "quick",
-    households=20_000,
-    cap=True,
-    engine_sizes=(1_000, 10_000, 100_000),
-    numpy_sizes=(1_000, 10_000, 100_000),
-    mesa_sizes=(300, 1_000),
-    months=6,
-)
+#: at most 20,000 households per experiment
+QUICK = Scale("quick", households=20_000, cap=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -178,9 +169,13 @@ def provenance_text(prov: dict) -> str:
     if prov.get("experiments"):
         return f"Source: {_experiment_text(prov['experiments'])}. Made by {made}."
     m = prov.get("measured", {})
+    system = f", {m['system']}" if m.get("system") else ""
     return (
-        f"Measured by {made}, on {m.get('cpu', 'an unknown CPU')} with {m.get('numba_threads', '?')} Numba threads "
-        f"(config: {m.get('config', '?')}, seed {m.get('seed', '?')})."
+        f"Measured by `{m.get('command', '?')}` (povsim {m.get('povsim_version', '?')}, "
+        f"{str(m.get('created', '?'))[:10]}) on {m.get('cpu', 'an unknown CPU')} ({m.get('logical_cpus', '?')} "
+        f"logical CPUs{system}) with "
+        f"{m.get('numba_threads', '?')} Numba threads (config: {m.get('config', '?')}, seed {m.get('seed', '?')}); "
+        f"drawn from {prov.get('measurement', '?')} by {made}."
     )
 
 
@@ -228,18 +223,12 @@ def save_figure(fig, path: str | Path, title: str, caption: str, provenance: dic
         "Description": caption,
         "Author": "povsim figures",
         "Software": f"povsim {provenance['povsim_version']}",
-        "Source": ", ".join(sources) if sources else "measured by povsim figures",
+        "Source": ", ".join(sources) if sources else provenance.get("measurement", "povsim figures"),
         "Creation Time": provenance["created"],
         "Provenance": json.dumps(provenance, sort_keys=True),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         captioned.savefig(tmp, format="png", dpi=DPI, metadata=metadata)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -267,23 +256,49 @@ def read_figure(path: str | Path) -> dict[str, Any]:
     }
 
 
-def _publish(tmp: str | Path, path: Path) -> None:
-    """Give a finished temporary file the permissions of a normal new file (mkstemp's are 0600), then rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _shown(path: Path) -> str:
+    """``path`` as a caption names it: relative to the working folder when inside it."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def read_measurement(path: str | Path) -> dict[str, Any]:
+    """A speed measurement written by ``python benchmarks/speed_figure.py``, checked.
+
+    Raises :class:`~povsim.config.ConfigError` when the file is missing, is not JSON,
+    or lacks what the speed figure and its caption need (the machine, the command, the
+    date, the sizes, the results).
+    """
+    from .config import ConfigError
+
+    path = Path(path)
+    make = "make it with `python benchmarks/speed_figure.py` from the repository root, or pass --measurement FILE"
+    if not path.is_file():
+        raise ConfigError(f"speed measurement not found: {str(path)!r} (the performance figure needs it); {make}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"speed measurement {str(path)!r} is not readable JSON ({err}); {make}") from None
+    if not isinstance(record, dict) or record.get("kind") != MEASUREMENT_KIND:
+        raise ConfigError(f"{str(path)!r} is not a speed measurement (no \"kind\": \"{MEASUREMENT_KIND}\"); {make}")
+    needed = {
+        "": ("command", "created", "povsim_version", "python", "machine", "months", "config", "seed", "sizes", "notes",
+             "results"),
+        "machine": ("cpu", "logical_cpus", "numba_threads", "load_average", "system"),
+    }
+    machine = record.get("machine") if isinstance(record.get("machine"), dict) else {}
+    missing = [k for k in needed[""] if k not in record]
+    missing += [f"machine.{k}" for k in needed["machine"] if k not in machine]
+    columns = ("implementation", "households", "hh_months_per_s", "bytes_per_household")
+    results = record.get("results")
+    if not missing and (not isinstance(results, list) or not results
+                        or not all(isinstance(r, dict) and all(c in r for c in columns) for r in results)):
+        missing.append(f"results (a list of rows with {', '.join(columns)})")
+    if missing:
+        raise ConfigError(f"speed measurement {str(path)!r} lacks {', '.join(missing)}; {make}")
+    return record
 
 
 # --------------------------------------------------------------------------------------
@@ -294,19 +309,31 @@ def _write_text_atomically(path: Path, text: str) -> None:
 class _Context:
     """Runs each experiment file once, at the chosen scale, and remembers its results."""
 
-    def __init__(self, experiments: Path, scale: Scale, benchmarks: Path | None, log: Callable[[str], None],
+    def __init__(self, experiments: Path, scale: Scale, measurement: Path, log: Callable[[str], None],
                  command: str):
         self.experiments = experiments
         self.command = command
         self.scale = scale
-        self.benchmarks = benchmarks
+        self.measurement = measurement
         self.log = log
         self.created = _now().isoformat()
         self._loaded: dict[str, Any] = {}
+        self._measurement: dict[str, Any] | None = None
         self._results: dict[str, Any] = {}
 
     def relative(self, file: str) -> str:
         return f"{self.experiments.name}/{file}"
+
+    @property
+    def shown_measurement(self) -> str:
+        """The speed measurement file, as captions name it."""
+        return _shown(self.measurement)
+
+    def measured(self) -> dict[str, Any]:
+        """The speed measurement the speed figure is drawn from (:func:`read_measurement`), read once."""
+        if self._measurement is None:
+            self._measurement = read_measurement(self.measurement)
+        return self._measurement
 
     def load(self, file: str):
         """The validated :class:`~povsim.experiments.Experiment` of ``file`` at this scale."""
@@ -543,229 +570,51 @@ def _fig_cost(ctx: _Context, spec: "FigureSpec"):
     return fig, what, ctx.provenance(spec)
 
 
-#: the model the speed figure times: the household month step of the one-time model, which the engine,
-#: the Mesa model and the plain NumPy step (benchmarks/numpy_step.py) all implement
-PERF_OVERRIDES = {
-    "simulation.burn_in_years": 1,
-    "simulation.start": "2013-01",
-    "simulation.end": "2013-12",
-    "policy.registration.month": "2013-10",
-    **ONE_TIME_THRESHOLD,
-}
-
-
-def _perf_config(households: int):
-    from .config import load_config
-
-    return load_config(None, overrides={"population.households": int(households), **PERF_OVERRIDES})
-
-
-def load_numpy_step(benchmarks: Path | None):
-    """``benchmarks/numpy_step.py`` as a module, or ``None`` (and why) when it is not there."""
-    if benchmarks is None:
-        return None, "NumPy line left out: no benchmarks folder given"
-    path = Path(benchmarks) / "numpy_step.py"
-    if not path.is_file():
-        return None, f"NumPy line left out: {path} not found (it ships with the repository, not the package)"
-    name = "_povsim_benchmarks_numpy_step"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:  # a broken benchmark must not stop the figures: say why the line is missing
-        sys.modules.pop(name, None)
-        return None, f"NumPy line left out: importing {path} failed ({type(err).__name__}: {err})"
-    return module, ""
-
-
-def _engine(cfg) -> Callable[[], Any]:
-    """Build the engine's population; return its month step."""
-    from .engine import Simulation
-
-    return Simulation(cfg).step
-
-
-def _engine_one_thread(cfg) -> Callable[[], Any]:
-    """The engine's month step on one thread: beside the one-thread NumPy step, and unhurt by a busy machine."""
-    import numba
-
-    from .engine import Simulation
-
-    step = Simulation(cfg).step
-
-    def one_thread() -> Any:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            return step()
-        finally:
-            numba.set_num_threads(previous)
-
-    return one_thread
-
-
-def _mesa(cfg) -> Callable[[], Any]:
-    """Build the Mesa model (one agent per household); return its month step."""
-    from .mesa import PovertyModel
-
-    return PovertyModel(cfg).step
-
-
-def _numpy(module) -> Callable[[Any], Callable[[], Any]]:
-    """The plain NumPy step of ``benchmarks/numpy_step.py``, on a population built by povsim."""
-    from .population import build_population
-    from .rng import split_seed
-    from .rules import make_params
-    from .timeline import Timeline
-
-    def make(cfg) -> Callable[[], Any]:
-        hh = build_population(cfg).households
-        params = make_params(cfg)
-        k0, k1 = split_seed(cfg.seed)
-        tl = Timeline.from_config(cfg)
-        month = [tl.first]
-
-        def step() -> Any:
-            m = month[0]
-            month[0] += 1
-            return module.month_step(hh, 0, m, tl.line(m), params, k0, k1)
-
-        return step
-
-    return make
-
-
-def _timed(make: Callable[[Any], Callable[[], Any]], households: int, months: int) -> dict:
-    """Seconds to build and to step ``months`` months, and peak traced bytes for a build and one month."""
-    cfg = _perf_config(households)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        make(cfg)()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    gc.collect()
-    t0 = time.perf_counter()
-    step = make(cfg)
-    build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(months):
-        step()
-    run = max(time.perf_counter() - t0, 1e-9)
-    del step
-    gc.collect()
-    return {
-        "households": households,
-        "build_s": build,
-        "step_s": run,
-        "hh_months_per_s": households * months / run,
-        "bytes_per_household": peak / households,
-    }
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def measure_performance(scale: Scale, benchmarks: Path | None, log: Callable[[str], None] = lambda s: None):
-    """Time the engine, the plain NumPy step and the Mesa model at the scale's sizes.
-
-    Returns ``(table, info)``: one row per implementation and size (``implementation``,
-    ``households``, ``build_s``, ``step_s``, ``hh_months_per_s``, ``bytes_per_household``)
-    and a dict describing the measurement (CPU, threads, months, notes on lines left out).
-    Speed is household-months per second of stepping (the population build is timed
-    apart and left out); memory is the peak traced by ``tracemalloc`` (Python objects and
-    NumPy arrays, not Numba's internal scratch space) while building and stepping one month.
-    """
+def _fig_performance(ctx: _Context, spec: "FigureSpec"):
     import pandas as pd
 
-    import numba
-
-    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # before we add to it
-    months = scale.months
-    notes = []
-    threads = numba.get_num_threads()
-    plans: list[tuple[str, Callable, tuple[int, ...]]] = [("Engine (Numba, 1 thread)", _engine, scale.engine_sizes)]
-    if threads > 1:
-        plans = [
-            (f"Engine (Numba, {threads} threads)", _engine, scale.engine_sizes),
-            ("Engine (Numba, 1 thread)", _engine_one_thread, scale.engine_sizes),
-        ]
-    module, why = load_numpy_step(benchmarks)
-    if module is None:
-        notes.append(why)
-    else:
-        plans.append(("NumPy step (vectorised, 1 thread)", _numpy(module), scale.numpy_sizes))
-    try:
-        import povsim.mesa  # noqa: F401
-
-        plans.append(("Mesa model (one agent per household)", _mesa, scale.mesa_sizes))
-    except ImportError as err:
-        notes.append(f"Mesa line left out: {err}")
-    rows = []
-    for label, make, sizes in plans:
-        make(_perf_config(50))()  # compile or load from cache, outside the timing
-        for n in sizes:
-            row = _timed(make, int(n), months)
-            log(f"  {label}: {n:,} households, {row['hh_months_per_s']:,.0f} household-months/s, "
-                f"{row['bytes_per_household']:,.0f} bytes/household")
-            rows.append({"implementation": label, **row})
-    info = {
-        "load_average": load,
-        "cpu": _cpu(),
-        "logical_cpus": os.cpu_count(),
-        "numba_threads": numba.get_num_threads(),
-        "months": months,
-        "config": "one-time model, household month step (povsim.figures.PERF_OVERRIDES)",
-        "seed": _perf_config(1).seed,
-        "sizes": {label: list(sizes) for label, _, sizes in plans},
-        "notes": notes,
-    }
-    return pd.DataFrame(rows), info
-
-
-def _fig_performance(ctx: _Context, spec: "FigureSpec"):
     from .plots import plot_performance
 
-    table, info = measure_performance(ctx.scale, ctx.benchmarks, log=ctx.log)
-    note = "; ".join(info["notes"])
+    record = ctx.measured()
+    machine = record["machine"]
+    table = pd.DataFrame(record["results"])
+    note = "; ".join(record["notes"])
     fig = plot_performance(table, title=spec.title, note=note)
     what = (
-        f"Measured while the figures were made (not read from a file): the engine on all its threads and on one, "
+        "A saved measurement, not one made while the figures were drawn: the engine on all its threads and on one, "
         "the plain NumPy step (one thread) and the Mesa model each build a population and step "
-        f"{info['months']} months of the household month step (shocks, income, poverty; the one-time "
+        f"{record['months']} months of the household month step (shocks, income, poverty; the one-time "
         "model, which all of them implement, with no rule active in the timed months): the same model, the engine "
         "and Mesa bit for bit, the NumPy step up to rare last-bit differences (benchmarks/README.md). "
         "Speed: household-months per second of stepping, the build left out. Memory: peak bytes traced by "
         "Python's tracemalloc while building and stepping one month, per household. Wall-clock timings share the "
-        f"machine with whatever else runs: the 1-minute load average was {info['load_average']} on "
-        f"{info['logical_cpus']} logical CPUs when measuring began."
+        f"machine with whatever else runs: the 1-minute load average was {machine['load_average']} on "
+        f"{machine['logical_cpus']} logical CPUs when measuring began."
         + (f" {note}." if note else "")
     )
-    keys = ("cpu", "logical_cpus", "numba_threads", "load_average", "months", "config", "seed", "sizes")
-    measured = {k: info[k] for k in keys}
-    results = table.round({"build_s": 4, "step_s": 4, "hh_months_per_s": 0, "bytes_per_household": 1})
-    return fig, what, ctx.provenance(spec, measured=measured, notes=info["notes"],
-                                     results=results.to_dict(orient="records"))
+    measured = {
+        **{k: machine[k] for k in ("cpu", "logical_cpus", "numba_threads", "load_average", "system")},
+        **{k: record.get(k) for k in ("numpy", "numba", "mesa")},
+        **{k: record[k] for k in ("command", "created", "povsim_version", "python", "months", "config", "seed",
+                                  "sizes")},
+    }
+    return fig, what, ctx.provenance(spec, measurement=ctx.shown_measurement, measured=measured,
+                                     notes=record["notes"], results=record["results"])
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One figure: its number, file, title, the experiment files it is made from, and its builder."""
+    """One figure: its number, file, title, the experiment files it is made from, and its builder.
+
+    ``measured``: drawn from the speed measurement file rather than from experiments.
+    """
 
     number: int
     name: str
     title: str
     experiments: tuple[str, ...]
     build: Callable = field(repr=False)
+    measured: bool = False
 
     @property
     def file(self) -> str:
@@ -782,7 +631,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(4, "cost_vs_exclusion", "Cost against exclusion error, by rule and channel setting",
                ("onetime_vs_dynamic.toml", "channels.toml"), _fig_cost),
     FigureSpec(5, "performance", "Engine speed and memory against population size, beside NumPy and Mesa",
-               (), _fig_performance),
+               (), _fig_performance, measured=True),
 )
 
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
@@ -804,17 +653,19 @@ def build_figures(
     out: str | Path = "docs/figures",
     scale: Scale = FULL,
     experiments: str | Path = "experiments",
-    benchmarks: str | Path | None = None,
+    measurement: str | Path | None = None,
     only: list[str] | tuple[str, ...] | None = None,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
 ) -> list[Path]:
     """Make the figures (all, or those named in ``only``) into ``out`` and rewrite its ``index.md``.
 
-    ``experiments`` is the folder of experiment files; ``benchmarks`` the folder holding
-    ``numpy_step.py`` (default: ``benchmarks/`` beside ``experiments``).  Every
-    experiment file needed is read and validated before anything runs: a missing file
-    or a bad key raises :class:`~povsim.config.ConfigError` and nothing is written.
+    ``experiments`` is the folder of experiment files; ``measurement`` the speed
+    measurement the speed figure is drawn from (default: :data:`MEASUREMENT` beside
+    ``experiments``, written by ``python benchmarks/speed_figure.py``).  Every experiment
+    file needed, and the measurement when the speed figure is made, is read and
+    validated before anything runs: a missing file or a bad key raises
+    :class:`~povsim.config.ConfigError` and nothing is written.
     ``command`` is recorded in each figure's provenance (default: the ``povsim figures``
     command line that gives ``scale``).  Returns the paths written (figures, then the index).
     """
@@ -830,19 +681,19 @@ def build_figures(
         )
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output path {str(out)!r} exists and is not a folder")
-    if benchmarks is None:
-        benchmarks = experiments.resolve().parent / "benchmarks"
+    if measurement is None:
+        measurement = experiments.parent / MEASUREMENT
     specs = [_spec(n) for n in dict.fromkeys(only)] if only else list(FIGURES)
-    if scale.months < 1:
-        raise ValueError(f"scale.months = {scale.months}: must be at least 1")
     if command is None:
         command = {"full": "povsim figures", "quick": "povsim figures --quick"}.get(
             scale.name, f"povsim.figures.build_figures(scale={scale!r})"
         )
-    ctx = _Context(experiments, scale, Path(benchmarks), log, command)
-    for spec in specs:  # validate every experiment file before any run
+    ctx = _Context(experiments, scale, Path(measurement), log, command)
+    for spec in specs:  # validate every experiment file, and the measurement, before any run
         for file in spec.experiments:
             ctx.load(file)
+        if spec.measured:
+            ctx.measured()
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for spec in specs:
@@ -870,6 +721,9 @@ def index_markdown(folder: str | Path) -> str:
         "Each figure is rebuilt from the experiment files in `experiments/` with one command",
         "(see the [students' guide](../guide-students.md)); its caption, drawn on the figure and repeated",
         "here, and its PNG metadata say which experiment file, seed, population and povsim version made it, and when.",
+        "The speed figure is drawn from a saved measurement (the repository's is `docs/figures/performance.json`;",
+        "`python benchmarks/speed_figure.py` makes a new one); its caption names the file, the command that measured,",
+        "the date and the machine.",
         "",
     ]
     missing = []
@@ -891,7 +745,11 @@ def index_markdown(folder: str | Path) -> str:
             )
         m = prov.get("measured")
         if m:
-            lines.append(f"| measured on | {_md_escape(m['cpu'])}, {m['logical_cpus']} logical CPUs, "
+            lines.append(f"| measurement | `{prov['measurement']}` |")
+            lines.append(f"| measured by | `{m['command']}`, povsim {m['povsim_version']}, Python {m['python']}, "
+                         f"{m['created']} |")
+            system = f"{_md_escape(m['system'])}, " if m.get("system") else ""
+            lines.append(f"| measured on | {_md_escape(m['cpu'])}, {m['logical_cpus']} logical CPUs, {system}"
                          f"{m['numba_threads']} Numba threads, load average {m['load_average']} at the start |")
             lines.append(f"| measured | {m['months']} months of {_md_escape(m['config'])}, seed {m['seed']} |")
             for label, sizes in m["sizes"].items():
@@ -916,5 +774,5 @@ def write_index(folder: str | Path) -> Path:
     """Rewrite ``folder/index.md`` from the figures there (atomically); return its path."""
     folder = Path(folder)
     path = folder / INDEX
-    _write_text_atomically(path, index_markdown(folder))
+    write_text_atomically(path, index_markdown(folder))
     return path

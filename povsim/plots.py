@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import components as _components
+
 __all__ = [
     "plot_errors",
     "plot_scenarios",
@@ -25,34 +27,12 @@ __all__ = [
     "ROUTE_LABELS",
 ]
 
-#: how each route onto the register is named in figures
-ROUTE_LABELS = {
-    "registration": "One-time registration",
-    "lookback": "Look-back",
-    "review": "Annual review",
-    "self": "Self-declaration",
-    "cadre": "Grassroots cadres",
-    "data": "Sector data",
-    "hotline": "12317 hotline",
-}
+#: how each route onto the register is named in figures, and its colour (as each component declares them)
+ROUTE_LABELS = dict(_components.ROUTE_LABELS)
+ROUTE_COLOURS = dict(_components.ROUTE_COLOURS)
 
-#: one colour per route, the same in every figure (matplotlib's tab10)
-ROUTE_COLOURS = {
-    "registration": "#7f7f7f",
-    "lookback": "#8c564b",
-    "review": "#9467bd",
-    "self": "#1f77b4",
-    "cadre": "#ff7f0e",
-    "data": "#2ca02c",
-    "hotline": "#d62728",
-}
-
-LABELS = {
-    "exclusion_error": "Exclusion error (poor not registered / poor), %",
-    "inclusion_error": "Inclusion error (non-poor registered / registered), %",
-    "headcount_rate": "Headcount rate (poor people / people), %",
-    "missed_rate": "Missed rate (poor not registered / not registered), %",
-}
+#: the figure label of every ratio column, with its unit (as each component declares it)
+LABELS = {name: info.label for name, info in _components.COLUMNS.items() if info.kind == "ratio" and info.label != name}
 
 
 def plot_errors(metrics: pd.DataFrame, title: str = ""):

@@ -6,35 +6,12 @@ narrowest dtype that holds it, never appended to.  Households of one village
 are contiguous, so a village is the range ``village_start[v]:village_start[v+1]``
 and no household stores its village.
 
-State per household (bytes):
-
-====================  =========  =====  ==================================================
-field                 dtype      bytes  meaning
-====================  =========  =====  ==================================================
-``size``              uint8      1      members
-``workers``           uint8      1      members of working capacity
-``level``             float32    4      fixed log income level (county mean + own deviation)
-``persistent``        float32    4      persistent AR(1) log-income component
-``illness``           uint8      1      0 healthy, 1 acute illness, 2 chronic illness
-``unemployed``        uint8      1      1 while a wage earner is out of work
-``flags``             uint8      1      registered, poor, connected, covered (``FLAG_*``)
-``net_income``        int16[12]  24     per-capita net income of the last 12 months, yuan
-``medical_12m``       float32    4      out-of-pocket medical spending, last 12 months
-                                        (exponentially weighted, yuan per household)
-``capacity``          uint16     2      earning capacity gained from development support,
-                                        in 1/10000 log points
-``route``             uint8      1      how the household entered the register (``ROUTE_*``)
-``pending_route``     uint8      1      channel of a pending verification (0: none)
-``support_left``      uint8      1      months of transition support left after an exit
-``pending_month``     int16      2      month its pending verification is due
-``poor_since``        int16      2      month it last fell poor
-``last_visit``        int16      2      month a cadre last visited
-``last_rejected``     int16      2      month a verification last rejected it
-``exit_month``        int16      2      month it last left the register
-====================  =========  =====  ==================================================
-
-Months in int16 fields count from January 1900 (:data:`MONTH_ORIGIN`); :data:`NEVER`
-means "never".
+Every array of state is declared once, by the component it belongs to (its name,
+dtype, starting value and meaning: :data:`povsim.components.HOUSEHOLD_STATE`, printed
+in ``docs/model.md``); the size, workers and flags every household has are declared
+here.  Villages have state of their own (:class:`Villages`: their structure, and
+the components' village arrays).  Months in int16 fields count from January 1900
+(:data:`MONTH_ORIGIN`); :data:`NEVER` means "never".
 
 The building is compiled and runs in chunks, without a Python loop over
 households; every draw comes from :mod:`povsim.rng` with the household's
@@ -45,7 +22,6 @@ built in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from . import _jit  # noqa: F401  (sets Numba's cache folder first)
 
@@ -53,89 +29,46 @@ import numba as nb
 import numpy as np
 
 from . import elementary, rng
+from .components import (  # noqa: F401  (re-exported: the state and routes are declared by the components)
+    HOUSEHOLD_STATE,
+    N_ROUTES,
+    ROUTE_NAMES,
+    VILLAGE_STATE,
+    Households,
+    Villages,
+    allocate,
+    allocate_villages,
+)
+from .components.base import FLAG_CONNECTED, FLAG_COVERED, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER  # noqa: F401
+from .components.poverty import RING_MONTHS  # noqa: F401
+from .components.support import CAPACITY_SCALE  # noqa: F401
 from .config import Config
 
-__all__ = ["Households", "Population", "build_population", "allocate", "structure"]
+__all__ = ["Households", "Villages", "Population", "build_population", "allocate", "structure"]
 
-FLAG_REGISTERED = 1  #: the household is on the register
-FLAG_POOR = 2  #: the household was truly poor at the end of its last month
-FLAG_CONNECTED = 4  #: the household is connected to the village cadres
-FLAG_COVERED = 8  #: the household's records are in other departments' data
-
-# Routes onto the register (``route`` and ``pending_route``); 0 means none.
-ROUTE_REGISTRATION = 1
-ROUTE_LOOKBACK = 2
-ROUTE_REVIEW = 3
-ROUTE_SELF = 4
-ROUTE_CADRE = 5
-ROUTE_DATA = 6
-ROUTE_HOTLINE = 7
-N_ROUTES = 8  #: route codes 0..7
-ROUTE_NAMES = ("none", "registration", "lookback", "review", "self", "cadre", "data", "hotline")
-
-MONTH_ORIGIN = 1900 * 12  #: month stored as 0 in int16 month fields
-NEVER = -32768  #: "never" in int16 month fields
-CAPACITY_SCALE = 10000.0  #: capacity is stored in 1/10000 log points
-RING_MONTHS = 12  #: months of per-capita net income kept for the 12-month total
+STREAM_POPULATION = 1  #: household size, labour, income deviation, initial state
+STREAM_COUNTY = 2  #: county and province income effects (id = county or province index)
 MAX_SIZE = 8
-
-
-class Households(NamedTuple):
-    """The state of every household: one array per variable (a struct of arrays)."""
-
-    size: np.ndarray
-    workers: np.ndarray
-    level: np.ndarray
-    persistent: np.ndarray
-    illness: np.ndarray
-    unemployed: np.ndarray
-    flags: np.ndarray
-    net_income: np.ndarray  # shape (households, RING_MONTHS)
-    medical_12m: np.ndarray
-    capacity: np.ndarray
-    route: np.ndarray
-    pending_route: np.ndarray
-    support_left: np.ndarray
-    pending_month: np.ndarray
-    poor_since: np.ndarray
-    last_visit: np.ndarray
-    last_rejected: np.ndarray
-    exit_month: np.ndarray
-
-
-def allocate(n: int) -> Households:
-    """Preallocated, zeroed state for ``n`` households."""
-    return Households(
-        size=np.zeros(n, np.uint8),
-        workers=np.zeros(n, np.uint8),
-        level=np.zeros(n, np.float32),
-        persistent=np.zeros(n, np.float32),
-        illness=np.zeros(n, np.uint8),
-        unemployed=np.zeros(n, np.uint8),
-        flags=np.zeros(n, np.uint8),
-        net_income=np.zeros((n, RING_MONTHS), np.int16),
-        medical_12m=np.zeros(n, np.float32),
-        capacity=np.zeros(n, np.uint16),
-        route=np.zeros(n, np.uint8),
-        pending_route=np.zeros(n, np.uint8),
-        support_left=np.zeros(n, np.uint8),
-        pending_month=np.full(n, NEVER, np.int16),
-        poor_since=np.full(n, NEVER, np.int16),
-        last_visit=np.full(n, NEVER, np.int16),
-        last_rejected=np.full(n, NEVER, np.int16),
-        exit_month=np.full(n, NEVER, np.int16),
-    )
 
 
 @dataclass
 class Population:
-    """Households plus the village, county and province structure they live in."""
+    """Households plus the villages, counties and provinces they live in."""
 
     households: Households
-    village_start: np.ndarray  #: int64, (villages + 1,): first household of each village
-    village_county: np.ndarray  #: int32, county of each village
+    villages: Villages  #: the villages' structure (start, county, id) and the components' village state
     county_province: np.ndarray  #: int32, province of each county (every county of the whole population)
     first_id: int = 0  #: global id of household 0 (non-zero for a block of a larger population)
+
+    @property
+    def village_start(self) -> np.ndarray:
+        """int64, (villages + 1,): first household of each village."""
+        return self.villages.start
+
+    @property
+    def village_county(self) -> np.ndarray:
+        """int32: county of each village."""
+        return self.villages.county
 
     @property
     def n_households(self) -> int:
@@ -143,7 +76,7 @@ class Population:
 
     @property
     def n_villages(self) -> int:
-        return int(self.village_county.shape[0])
+        return int(self.villages.county.shape[0])
 
     @property
     def n_counties(self) -> int:
@@ -154,8 +87,8 @@ class Population:
         return int(self.county_province.max()) + 1 if self.n_counties else 0
 
     def nbytes(self) -> int:
-        """Bytes of state: household arrays plus the village structure."""
-        arrays = list(self.households) + [self.village_start, self.village_county, self.county_province]
+        """Bytes of state: household arrays plus the village structure and state."""
+        arrays = list(self.households) + list(self.villages) + [self.county_province]
         return int(sum(a.nbytes for a in arrays))
 
     def bytes_per_household(self) -> float:
@@ -183,7 +116,7 @@ def _antithetic_normal(k0, k1, unit, index):
     whatever the number of units, so a small population's income level does not depend
     on a lucky or unlucky handful of county or province draws.
     """
-    u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, unit // 2, 0, index)
+    u0, u1, _, _ = rng.draw4(k0, k1, STREAM_COUNTY, unit // 2, 0, index)
     z, _ = rng.box_muller(u0, u1)
     return z if unit % 2 == 0 else -z
 
@@ -205,13 +138,13 @@ def _build_household(
     connected_share, informal_share, coverage_formal, coverage_informal,
 ):
     """Draw the fixed traits and initial state of household ``i`` (global id ``gid``)."""
-    u_size, z_a, z_b, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 0)
+    u_size, z_a, z_b, _ = rng.draw4(k0, k1, STREAM_POPULATION, gid, 0, 0)
     size = 1
     while size < size_cdf.shape[0] and u_size >= size_cdf[size - 1]:
         size += 1
     workers = 0
     for block in range(2):  # up to 8 members, 4 uniforms per call
-        w = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 1 + block)
+        w = rng.draw4(k0, k1, STREAM_POPULATION, gid, 0, 1 + block)
         for j in range(4):
             if 4 * block + j < size and w[j] < worker_probability:
                 workers += 1
@@ -222,7 +155,7 @@ def _build_household(
     hh.workers[i] = workers
     hh.level[i] = county_mean + household_sd * z_level + labour_elasticity * elementary.log(share / expected)
     hh.persistent[i] = persistent_sd * z_persistent
-    u_connected, u_informal, u_covered, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 3)
+    u_connected, u_informal, u_covered, _ = rng.draw4(k0, k1, STREAM_POPULATION, gid, 0, 3)
     flags = 0
     if u_connected < connected_share:
         flags |= FLAG_CONNECTED
@@ -301,4 +234,5 @@ def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Po
         cfg.policy.channels.data.coverage_formal,
         cfg.policy.channels.data.coverage_informal,
     )
-    return Population(hh, village_start, village_county, county_province, first_id=first_id)
+    villages = allocate_villages(village_start, village_county, first_id + village_start[:-1])
+    return Population(hh, villages, county_province, first_id=first_id)

@@ -18,53 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .headlines import DEFINITIONS, KINDS, LABELS  # noqa: F401  (declared once, with each headline number)
+
 if TYPE_CHECKING:  # pragma: no cover
     from .experiments import ExperimentResult
 
 __all__ = ["LABELS", "format_value", "format_cell", "scenario_table", "difference_table", "sweep_table", "render_report"]
 
-#: headline number -> row label (with its unit)
-LABELS = {
-    "exclusion_error_mean": "exclusion error, mean %",
-    "inclusion_error_mean": "inclusion error, mean %",
-    "exclusion_error_end": "exclusion error, end %",
-    "inclusion_error_end": "inclusion error, end %",
-    "headcount_rate_end": "headcount, end %",
-    "poor_household_months": "poor household-months",
-    "detection_delay_mean": "detection delay, months",
-    "entered": "entries",
-    "exited": "exits",
-    "wrong_exit": "wrong exits",
-    "return_to_poverty": "returns to poverty",
-    "cost_total_yuan": "cost (M yuan)",
-    "transfers_yuan": "transfers (M yuan)",
-}
-
-DEFINITIONS = {
-    "exclusion_error_mean": "poor not registered / poor, averaged over the months with a register",
-    "inclusion_error_mean": "non-poor registered / registered, averaged over the months with a register",
-    "exclusion_error_end": "exclusion error in the last reported month",
-    "inclusion_error_end": "inclusion error in the last reported month",
-    "headcount_rate_end": "poor people / people in the last reported month",
-    "poor_household_months": "households truly poor, summed over the reported months",
-    "detection_delay_mean": "mean months from falling poor to registration (poor entrants with an observed onset)",
-    "entered": "entries onto the register by every route",
-    "exited": "exits at annual reviews",
-    "wrong_exit": "exits of households still truly poor",
-    "return_to_poverty": "households falling poor within 12 months of exiting",
-    "cost_total_yuan": "every activity's cost and the transfers, summed over the reported months",
-    "transfers_yuan": "cash transfers paid",
-}
-
 
 def _kind(metric: str) -> str:
-    if metric in ("cost_total_yuan", "transfers_yuan"):
-        return "money"
-    if metric == "detection_delay_mean":
-        return "months"
-    if "error" in metric or "rate" in metric:
-        return "rate"
-    return "count"
+    return KINDS.get(metric, "count")
 
 
 def format_value(metric: str, value: float, signed: bool = False) -> str:

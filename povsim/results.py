@@ -19,10 +19,7 @@ save never leaves a partial result.  :func:`load_result` reads it back.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from .config import Config, format_month
+from .files import write_folder_atomically
 from .metrics import yearly_summary
 
 __all__ = ["Result", "load_result", "write_atomically", "check_replaceable"]
@@ -187,25 +185,13 @@ def write_atomically(directory: Path, write) -> Path:
 
     An existing ``directory`` is replaced only after the new one is complete, and only
     if it is empty or an earlier result (:func:`check_replaceable`); if ``write``
-    fails, nothing is left behind and ``directory`` is unchanged.
+    fails, nothing is left behind and ``directory`` is unchanged
+    (:func:`povsim.files.write_folder_atomically`).
     """
     directory = Path(directory)
     check_replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
-        write(tmp)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
-            os.replace(directory, old / "previous")
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return write_folder_atomically(directory, write)
 
 
 def load_result(directory: str | Path) -> Result:

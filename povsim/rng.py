@@ -20,9 +20,12 @@ normals.  The implementation follows Salmon et al. (2011), "Parallel random
 numbers: as easy as 1, 2, 3" (SC'11), and is checked against Random123's
 known-answer vectors in ``tests/test_rng.py``.
 
-Streams are fixed integer constants (never Python's ``hash()``), listed below.
-A new kind of random quantity gets a new stream number; existing numbers never
-change meaning, or every saved baseline would move.
+Streams are fixed integer constants (never Python's ``hash()``).  Each is declared
+by the component that owns it (:data:`povsim.components.STREAMS`, with the table of
+every draw, :data:`povsim.components.DRAWS`); the constants below repeat the model's
+numbers for scripts and tests, and a test checks that they agree.  A new kind of
+random quantity gets a new stream number; existing numbers never change meaning,
+or every saved baseline would move.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ __all__ = [
     "split_seed",
 ]
 
-# --- streams: one constant per kind of random quantity --------------------------------
+# --- the model's streams (declared by its components; see povsim.components.STREAMS) ---
 STREAM_POPULATION = 1  #: household size, labour, income deviation, initial state
 STREAM_COUNTY = 2  #: county and province income effects (id = county index)
 STREAM_SHOCKS = 3  #: monthly income, illness and job-loss draws

@@ -24,6 +24,13 @@ most the runs in flight.  Started again on the same folder, it reuses every run
 whose saved config equals the run's config (the thread count aside, which never
 changes results) and whose engine hash (:func:`povsim._jit.source_hash`) is
 current, and runs the rest; the end result is the same as an uninterrupted run's.
+
+The store knows a run by three plain facts its caller gives: its folder under
+``runs/`` (``path``), the labels its manifest records (``run``, JSON data) and its
+resolved config (JSON data).  Which runs an experiment has, the tables, figures and
+report made from them (:meth:`povsim.experiments.ExperimentResult.write_files`) and
+an experiment of one run are :mod:`povsim.experiments`' own; this module imports
+nothing from it.
 """
 
 from __future__ import annotations
@@ -31,20 +38,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Iterable
 
+from .files import TEMPORARY_SUFFIXES, remove_folder, write_folder_atomically, write_text_atomically
 from .results import Result, check_replaceable, load_result
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .experiments import Experiment, ExperimentResult, RunSpec
-
-__all__ = ["RunStore", "write_experiment", "TIME_FIGURES", "SWEEP_FIGURES"]
+__all__ = ["RunStore", "mark_run", "RUN_FILES"]
 
 RUN_FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "manifest.json")
-TIME_FIGURES = ("exclusion_error", "inclusion_error", "headcount_rate")
-SWEEP_FIGURES = ("exclusion_error_mean", "inclusion_error_mean", "cost_total_yuan")
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -62,64 +64,45 @@ def _is_experiment_folder(directory: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("kind") == "experiment"
 
 
-def _write_file(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def mark_run(result: Result, experiment: str, run: dict[str, Any], engine: str) -> None:
+    """Record in ``result``'s manifest the experiment (its name), the run's labels and the engine hash that made it."""
+    result.manifest.update({"experiment": experiment, "run": run, "engine": engine})
 
 
 class RunStore:
-    """The output folder of one experiment, written run by run."""
+    """The output folder of an experiment of several runs, written run by run.
 
-    def __init__(self, directory: Path, experiment: "Experiment"):
+    ``name`` is the experiment's name, recorded in every run's manifest (:func:`mark_run`).
+    """
+
+    def __init__(self, directory: Path, name: str):
         from ._jit import source_hash
 
         self.directory = Path(directory)
-        self.experiment = experiment
-        self.single = len(experiment.runs) == 1
+        self.name = name
         self.engine = source_hash()
 
     # -- before the runs ---------------------------------------------------------------
-    def prepare(self) -> dict["RunSpec", Result]:
-        """Check the folder, make it ready, and return the runs already finished in it.
+    def prepare(self) -> None:
+        """Check the folder and make it ready for runs.
 
         A folder of other files is refused (``FileExistsError``); an earlier
-        povsim result that is not this kind of experiment folder is replaced.
+        povsim result that is not an experiment folder is replaced; an experiment
+        folder keeps its runs (see :meth:`finished`), less the temporaries a stopped
+        run left.
         """
-        check_replaceable(self.directory)
-        if self.single:
-            return {}
         d = self.directory
+        check_replaceable(d)
         if d.exists() and any(d.iterdir()) and not _is_experiment_folder(d):
-            old = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".old", dir=d.parent))
-            os.replace(d, old / "previous")
-            shutil.rmtree(old, ignore_errors=True)
+            remove_folder(d)
         (d / "runs").mkdir(parents=True, exist_ok=True)
         self._remove_temporaries()
-        done = {}
-        for spec in self.experiment.runs:
-            result = self._finished(spec)
-            if result is not None:
-                done[spec] = result
-        self._write_manifest({"status": "running", "finished": len(done)})
-        return done
 
     def _remove_temporaries(self) -> None:
-        """Folders and files left half-written by a stopped run (``.<name>.<random>.tmp``)."""
+        """Folders and files left half-written by a stopped run (``.<name>.<random>.tmp`` or ``.old``)."""
         for root, dirs, files in os.walk(self.directory):
             for name in dirs + files:
-                if name.startswith(".") and (name.endswith(".tmp") or name.endswith(".old")):
+                if name.startswith(".") and name.endswith(TEMPORARY_SUFFIXES):
                     path = Path(root) / name
                     if path.is_dir():
                         shutil.rmtree(path, ignore_errors=True)
@@ -127,60 +110,56 @@ class RunStore:
                         path.unlink(missing_ok=True)
             dirs[:] = [n for n in dirs if not n.startswith(".")]
 
-    def _finished(self, spec: "RunSpec") -> Result | None:
-        """The saved result of ``spec`` if it is complete and made by this run's config and engine."""
-        folder = self.directory / "runs" / spec.path
+    def finished(self, path: str, run: dict[str, Any], config: Callable[[], dict[str, Any]]) -> Result | None:
+        """The saved result in ``runs/<path>/`` if it is complete and made by this run, config and engine.
+
+        ``run`` is the run's labels (as its manifest records them) and ``config()``
+        its resolved config as JSON data, called only when a saved run is there.
+        """
+        folder = self.directory / "runs" / path
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            config = json.loads((folder / "config.json").read_text())
+            saved = json.loads((folder / "config.json").read_text())
         except (OSError, ValueError):
             return None
-        if manifest.get("engine") != self.engine or manifest.get("run") != spec.to_dict():
+        if manifest.get("engine") != self.engine or manifest.get("run") != run:
             return None
-        if _comparable(config) != _comparable(self.experiment.config_for(spec).to_dict()):
+        if _comparable(saved) != _comparable(config()):
             return None
         try:
             return load_result(folder)
         except (OSError, ValueError):
             return None
 
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Write the experiment's ``manifest.json`` (by temporary name and rename)."""
+        text = json.dumps(manifest, indent=2, default=str) + "\n"
+        write_text_atomically(self.directory / "manifest.json", text)
+
     # -- as runs finish ----------------------------------------------------------------
-    def write_run(self, spec: "RunSpec", result: Result) -> None:
-        """Write one finished run to ``runs/<its path>/`` by temporary name and rename."""
-        result.manifest.update({"experiment": self.experiment.name, "run": spec.to_dict(), "engine": self.engine})
-        if self.single:
-            return
-        target = self.directory / "runs" / spec.path
+    def write_run(self, path: str, run: dict[str, Any], result: Result) -> None:
+        """Write one finished run to ``runs/<path>/`` by temporary name and rename (a stale run there is replaced)."""
+        mark_run(result, self.name, run, self.engine)
+        target = self.directory / "runs" / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        try:
-            result.write_files(tmp, figures=False)
-            if target.exists():  # a stale run (other config or engine): replaced
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-                os.replace(target, old / "previous")
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_folder_atomically(target, lambda tmp: result.write_files(tmp, figures=False))
 
     # -- at the end --------------------------------------------------------------------
-    def finish(self, outcome: "ExperimentResult") -> Path:
-        """Write the tables, figures, report and final manifest; drop runs that are not this experiment's."""
-        if self.single:
-            if outcome.runs:
-                outcome.save(self.directory)
-            return self.directory
-        written = write_experiment(self.directory, outcome, runs=False)
-        keep = set(written) | {"runs"}
+    def finish(self, write: Callable[[Path], Iterable[str]], paths: Iterable[str]) -> Path:
+        """Write the experiment's own files and keep only its runs.
+
+        ``write(directory)`` writes the tables, figures, report and final manifest into
+        the folder and returns the names it wrote; every other entry beside ``runs/``
+        goes, and so does every run folder whose path is not in ``paths``.
+        """
+        keep = set(write(self.directory)) | {"runs"}
         for entry in self.directory.iterdir():
             if entry.name not in keep:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        self._prune_runs()
+        self._prune_runs(set(paths))
         return self.directory
 
-    def _prune_runs(self) -> None:
-        wanted = {spec.path for spec in self.experiment.runs}
+    def _prune_runs(self, wanted: set[str]) -> None:
         runs = self.directory / "runs"
         for manifest in sorted(runs.rglob("manifest.json")):
             folder = manifest.parent
@@ -189,64 +168,3 @@ class RunStore:
         for root, _, _ in os.walk(runs, topdown=False):  # children before their parents
             if Path(root) != runs and not os.listdir(root):
                 os.rmdir(root)
-
-    def _write_manifest(self, extra: dict[str, Any]) -> None:
-        from .experiments import ExperimentResult
-
-        manifest = ExperimentResult(self.experiment, {}).manifest()
-        manifest.update(extra)
-        _write_text(self.directory / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-
-
-def write_experiment(directory: Path, outcome: "ExperimentResult", runs: bool = True) -> list[str]:
-    """Write an experiment's outputs into the existing folder ``directory``; return the names written.
-
-    ``runs=True`` also writes every run's folder under ``runs/`` (a result saved in
-    one go); each file is written by temporary name and rename.
-    """
-    from .plots import plot_scenarios
-    from .report import render_report
-
-    directory = Path(directory)
-    written: list[str] = []
-    if runs:
-        for spec, result in outcome.runs.items():
-            folder = directory / "runs" / spec.path
-            folder.mkdir(parents=True)
-            result.write_files(folder, figures=False)
-        written.append("runs")
-
-    def put(name: str, write: Callable[[Path], None]) -> None:
-        _write_file(directory / name, write)
-        written.append(name)
-
-    figures: dict[str, bytes] = {}
-    if outcome.runs:
-        tidy = outcome.metrics()
-        put("metrics.parquet", lambda p: tidy.to_parquet(p, index=False))
-        put("headlines.csv", lambda p: outcome.headlines().to_csv(p, index=False))
-        put("summary.csv", lambda p: outcome.summary().to_csv(p))
-        if len(outcome.experiment.configs) > 1:
-            put("comparison.csv", lambda p: outcome.compare().to_csv(p))
-        if outcome.experiment.sweep is not None:
-            put("points.csv", lambda p: outcome.points().to_csv(p))
-            for metric in SWEEP_FIGURES:
-                figures[f"sweep_{metric}.png"] = _png(outcome.plot_sweep(metric))
-        else:
-            for metric in TIME_FIGURES:
-                figures[f"{metric}.png"] = _png(plot_scenarios(tidy, metric, title=outcome.experiment.name))
-        for name, data in figures.items():
-            put(name, lambda p, data=data: p.write_bytes(data))
-    put("report.html", lambda p: p.write_text(render_report(outcome, figures), encoding="utf-8"))
-    manifest = outcome.manifest()
-    manifest["status"] = "complete" if outcome.ok and len(outcome.runs) == len(outcome.experiment.runs) else "incomplete"
-    put("manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
-    return written
-
-
-def _png(figure) -> bytes:
-    from io import BytesIO
-
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()

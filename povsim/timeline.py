@@ -5,8 +5,8 @@ This module owns time.  A month is an integer index ``year * 12 + (month - 1)``
 household's shocks in a given month do not depend on how long the burn-in is.
 
 Policy events (the one-time registration, the look-back window, each annual
-review) and the months from which each discovery channel runs are listed here,
-so results can be labelled by event.
+review), as each component declares them, and the months from which each
+discovery channel runs are listed here, so results can be labelled by event.
 
 A run simulates ``burn_in_years`` before ``simulation.start`` without policy and
 without reporting, so the income distribution and the illness and job states
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import components
 from .config import Config, format_month, parse_month
 
 __all__ = ["Timeline"]
@@ -44,27 +45,8 @@ class Timeline:
         lines = np.array(
             [table[min(max(m // 12, first_year), last_year)] for m in range(first, end + 1)], dtype=np.float64
         )
-        pol = cfg.policy
-        events = []
-        if pol.registration.enabled:
-            m = parse_month(pol.registration.month)
-            events.append(("registration", m, m))
-        if pol.lookback.enabled:
-            events.append(("lookback", parse_month(pol.lookback.start), parse_month(pol.lookback.end)))
-        if pol.review.enabled:
-            for m in range(parse_month(pol.review.first), end + 1, 12):
-                events.append((f"review {format_month(m)}", m, m))
-        events.sort(key=lambda e: (e[1], e[0]))
-        channels = {
-            name: parse_month(ch.start)
-            for name, ch in (
-                ("self", pol.channels.self),
-                ("cadre", pol.channels.cadre),
-                ("data", pol.channels.data),
-                ("hotline", pol.channels.hotline),
-            )
-            if ch.enabled
-        }
+        events = components.events(cfg, end)
+        channels = components.channel_starts(cfg)
         return cls(first, start, end, lines, tuple(events), channels)
 
     @property

@@ -27,6 +27,7 @@ import pandas as pd
 from . import rng
 from .calibrate import load_targets, model_moment
 from .config import format_month, load_config
+from .files import atomic_file, write_text_atomically
 from .population import FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER
 
 __all__ = ["county_assessment", "lookback_shares", "yearly_flows", "main"]
@@ -167,7 +168,8 @@ def main(argv=None) -> int:
 
     figures = args.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    _targets_figure(table).savefig(figures / "validation_targets.png", dpi=120)
+    with atomic_file(figures / "validation_targets.png") as tmp:
+        _targets_figure(table).savefig(tmp, format="png", dpi=120)
 
     objective = float(np.sum(np.where(np.isfinite(table["deviation (tolerances)"]), table["deviation (tolerances)"], 1e3) ** 2))
     text = f"""# Validation
@@ -218,7 +220,7 @@ months in the sample. The exit criteria allowed at most {OFFICIAL_MAX_RATE:.0%} 
 
 {_table(per_year)}
 """
-    (args.out / "validation.md").write_text(text)
+    write_text_atomically(args.out / "validation.md", text)
     print(f"wrote {args.out / 'validation.md'} and {figures / 'validation_targets.png'}")
     return 0
 

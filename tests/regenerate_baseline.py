@@ -22,7 +22,9 @@ dependence) is a bug to find, not a baseline to refresh.
 History: first generated for povsim 0.1 (one-time threshold registration only);
 regenerated when the model gained the identification rules (quota registration,
 look-back, annual reviews, discovery channels, verification, support, cost) and
-they became the defaults.
+they became the defaults; rewritten with the metrics' columns in the order the
+components declare them (every cell unchanged, checked cell by cell), when the
+model was assembled from components.
 
 The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved

@@ -158,7 +158,10 @@ def test_page_module(monkeypatch):
     assert len(model.agents) == 700 and model.month == model.timeline.start
     assert app.make_model() is not model  # one model per browser session
     params = app.model_params()
-    accepted = set(inspect.signature(county_config).parameters) | {"skip_burn_in"}  # what CountyModel takes
+    from povsim.components import TOGGLES
+
+    # what CountyModel takes: county_config's arguments, the channels' switches the components declare
+    accepted = set(inspect.signature(county_config).parameters) | set(TOGGLES) | {"skip_burn_in"}
     assert set(params) <= accepted
     controls = {k for k, v in params.items() if isinstance(v, dict)}
     assert controls == {

@@ -8,9 +8,13 @@ import numba as nb
 import numpy as np
 import pytest
 
-from povsim import elementary, rng, rules
+from povsim import elementary, rng
+from povsim.components import allocate_villages
+from povsim.components import income as I
+from povsim.components import self_declaration
+from povsim.components.schedule import scratch
 from povsim.config import load_config, parse_month
-from povsim.rules import make_params
+from povsim.components import make_params
 
 SEED = 20261129
 
@@ -90,7 +94,8 @@ def test_sincos_of_a_turn_against_math_and_its_identities():
 
 @pytest.mark.parametrize("label", ["2012-06", "2015-03"])
 def test_month_draws_equal_draws_made_one_household_at_a_time(label):
-    """The vectorised loops of rules.month_draws give the very bits of draw4 and box_muller per household.
+    """The vectorised loops of the month's draws (income.draw, self_declaration.draw) give the very bits
+    of draw4 and box_muller per household.
 
     Before self-declaration starts (2013-01 here) the channels' rows are not drawn at all.
     """
@@ -98,18 +103,26 @@ def test_month_draws_equal_draws_made_one_household_at_a_time(label):
     month = parse_month(label)
     k0, k1 = rng.split_seed(SEED)
     n, first = 257, 1_000_003
-    draws = np.full((rules.N_DRAWS, n), np.nan)
-    rules.month_draws(k0, k1, first, n, month, p, draws)
+    vs, s = _one_village(n, first)
+    s.draws[:] = np.nan
+    I.draw(0, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    self_declaration.draw(0, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    draws = s.draws
     one = _one_at_a_time(k0, k1, first, n, month)
-    rows = [rules.DRAW_SHOCKS, rules.DRAW_SHOCKS + 1, rules.DRAW_SHOCKS + 2,
-            rules.DRAW_INCOME, rules.DRAW_INCOME + 1, rules.DRAW_INCOME + 2,
-            rules.DRAW_CHANNELS, rules.DRAW_CHANNELS + 1, rules.DRAW_CHANNELS + 2, rules.DRAW_CHANNELS + 3]
+    rows = [I.DRAW_SHOCKS, I.DRAW_SHOCKS + 1, I.DRAW_SHOCKS + 2,
+            I.DRAW_INCOME, I.DRAW_INCOME + 1, I.DRAW_INCOME + 2,
+            I.DRAW_CHANNELS, I.DRAW_CHANNELS + 1, I.DRAW_CHANNELS + 2, I.DRAW_CHANNELS + 3]
     channels_on = month >= parse_month("2013-01")
     assert np.array_equal(draws[rows[:6]], one[:6])
     if channels_on:
         assert np.array_equal(draws[rows[6:]], one[6:])
     else:
         assert np.isnan(draws[rows[6:]]).all()
+
+
+def _one_village(n, first_id):
+    """One village of ``n`` households whose first household has the global id ``first_id``, and its scratch."""
+    return allocate_villages(np.array([0, n]), np.array([0]), np.array([first_id])), scratch(n)
 
 
 @nb.njit(error_model="numpy")
@@ -126,7 +139,7 @@ def _one_at_a_time(k0, k1, first, n, month):
 
 
 def test_month_income_bills_only_the_ill_and_equals_the_formula_household_by_household():
-    """month_income makes the medical bill's normal for the households ill this month only (gathered,
+    """income.household_month makes the medical bill's normal for the households ill this month only (gathered,
     computed in a vectorised loop, put back): each ill household's bill is, bit for bit, the formula
     applied to its own two uniforms, and the others' medical spending is exactly 0."""
     from povsim.population import build_population
@@ -137,19 +150,22 @@ def test_month_income_bills_only_the_ill_and_equals_the_formula_household_by_hou
     hh.illness[::3] = 2  # a third chronically ill before the month (a new population has nobody ill)
     k0, k1 = rng.split_seed(SEED)
     n, month = 600, parse_month("2014-03")
-    draws = np.full((rules.N_DRAWS, n), np.nan)
-    index = np.empty(n, np.int64)
-    rules.month_draws(k0, k1, 0, n, month, p, draws)
-    u_bill = draws[[rules.DRAW_INCOME + 2, rules.DRAW_INCOME + 3]].copy()
-    rules.month_income(hh, 0, n, month, p, draws, index)
-    ill = draws[rules.DRAW_ILLNESS] != 0
+    vs, s = _one_village(n, 0)
+    draws = s.draws
+    draws[:] = np.nan
+    acc = np.zeros(1, np.int64)
+    I.draw(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
+    u_bill = draws[[I.DRAW_INCOME + 2, I.DRAW_INCOME + 3]].copy()
+    medical_before = hh.medical_12m.astype(np.float64) * (11.0 / 12.0)
+    I.household_month(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
+    ill = draws[I.DRAW_ILLNESS] != 0
     assert 20 < ill.sum() < n - 20  # both kinds present
-    reimbursement = np.where(draws[rules.DRAW_SUPPORTED] != 0, p.supported_reimbursement, p.reimbursement)
-    for j in range(n):
+    reimbursement = np.where(draws[I.DRAW_SUPPORTED] != 0, p.support.reimbursement, p.illness.reimbursement)
+    for j in range(n):  # (DRAW_MEDICAL now holds the 12 months' spending: last months' decayed plus this month's)
         if ill[j]:
             z, _ = rng.box_muller(u_bill[0, j], u_bill[1, j])
-            bill = elementary.exp(p.bill_log_median + p.bill_sd * z)
-            assert draws[rules.DRAW_BILL, j] == bill
-            assert draws[rules.DRAW_MEDICAL, j] == bill * (1.0 - reimbursement[j])
+            bill = elementary.exp(p.illness.bill_log_median + p.illness.bill_sd * z)
+            assert draws[I.DRAW_BILL, j] == bill
+            assert draws[I.DRAW_MEDICAL, j] == medical_before[j] + bill * (1.0 - reimbursement[j])
         else:
-            assert draws[rules.DRAW_MEDICAL, j] == 0.0
+            assert draws[I.DRAW_MEDICAL, j] == medical_before[j]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -347,3 +350,54 @@ def test_single_scenario_experiment_is_written_as_one_result(tmp_path):
     outcome = exp.run()
     out = outcome.save(tmp_path / "out")
     assert sorted(os.listdir(out)) == sorted(FILES)
+
+
+# --- the store below the experiments: imports flow one way ---------------------------------------------------
+
+
+def _povsim_imports(path: Path) -> set[str]:
+    """The povsim modules a module imports anywhere in it (top level, in functions, under TYPE_CHECKING)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:  # from .x import y / from . import x
+                found |= {node.module} if node.module else {a.name for a in node.names}
+            elif node.level == 0 and (node.module or "").startswith("povsim"):
+                rest = node.module.removeprefix("povsim").lstrip(".")
+                found |= {rest.split(".")[0]} if rest else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("povsim.")}
+    return found
+
+
+def test_the_store_imports_nothing_from_experiments():
+    store = REPO / "povsim" / "store.py"
+    assert "experiments" not in _povsim_imports(store)
+    assert "store" in _povsim_imports(REPO / "povsim" / "experiments.py"), "experiments are written through the store"
+    assert not _povsim_imports(REPO / "povsim" / "files.py"), "povsim.files stands alone"
+    tree = ast.parse(store.read_text(encoding="utf-8"))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+              and n.value.isidentifier()}  # annotations written as strings
+    assert not names & {"Experiment", "ExperimentResult", "RunSpec"}
+
+
+def test_the_store_works_without_loading_experiments(tmp_path):
+    """In a fresh interpreter the store prepares a folder, writes a manifest and looks for runs with
+    povsim.experiments never imported."""
+    code = f"""
+import json, sys
+from pathlib import Path
+from povsim.store import RunStore
+store = RunStore(Path({str(tmp_path / "out")!r}), "demo")
+store.prepare()
+store.write_manifest({{"kind": "experiment", "povsim_version": "x", "status": "running"}})
+assert store.finished("baseline/rep-0000", {{"scenario": "baseline"}}, dict) is None
+assert json.loads((store.directory / "manifest.json").read_text())["status"] == "running"
+print("povsim.experiments" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "runs"]

@@ -1,11 +1,19 @@
-"""``povsim figures``: every figure builds (at a tiny scale here), carries its provenance, is written atomically."""
+"""``povsim figures``: every figure builds (at a tiny scale here), carries its provenance, is written atomically.
+
+The speed figure is drawn from a measurement file that ``benchmarks/speed_figure.py`` writes
+(made here at tiny sizes); the library itself imports nothing from ``benchmarks/``.
+"""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import importlib.util
 import json
 import os
+import sys
 import tomllib
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,20 +26,47 @@ from povsim.config import ConfigError
 
 EXPERIMENTS = REPO / "experiments"
 BENCHMARKS = REPO / "benchmarks"
-TINY = F.Scale("tiny", households=300, engine_sizes=(200, 400), numpy_sizes=(200, 400), mesa_sizes=(100,), months=2)
+TINY = F.Scale("tiny", households=300)
 PNG = b"\x89PNG\r\n\x1a\n"
+#: the speed measurement's command line at tiny sizes
+TINY_SPEED = ["--engine-sizes", "200,400", "--numpy-sizes", "200,400", "--mesa-sizes", "100", "--months", "2"]
 
 
 def _seed(file: str) -> int:
     return tomllib.loads((EXPERIMENTS / file).read_text())["seed"]
 
 
+def _speed_figure():
+    """``benchmarks/speed_figure.py`` as a module (it ships with the repository, not the package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("speed_figure", BENCHMARKS / "speed_figure.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SPEED = _speed_figure()
+
+
+def _same_file(named: str, path) -> bool:
+    """Whether a file named in a caption (relative to the working folder, or absolute) is ``path``."""
+    return (Path.cwd() / named).resolve() == path.resolve()
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def measurement(tmp_path_factory):
+    """A speed measurement at tiny sizes, written by the benchmark's command line."""
+    path = tmp_path_factory.mktemp("measurement") / "performance.json"
+    assert SPEED.main([*TINY_SPEED, "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, measurement):
     """Every figure at the tiny scale, and what build_figures logged."""
     out = tmp_path_factory.mktemp("figures") / "docs" / "figures"
     log: list[str] = []
-    written = F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, benchmarks=BENCHMARKS, log=log.append)
+    written = F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=measurement, log=log.append)
     return out, written, log
 
 
@@ -67,7 +102,7 @@ def test_each_png_carries_its_provenance(built):
             assert e["seed"] == _seed(file)
             assert e["households"] == 300
             assert e["scenarios"][0] == "baseline"
-        assert meta["source"] == (", ".join(e["file"] for e in prov["experiments"]) or "measured by povsim figures")
+        assert meta["source"] == (", ".join(e["file"] for e in prov["experiments"]) or prov["measurement"])
 
 
 def test_each_caption_names_file_seed_households_version_and_date(built):
@@ -81,7 +116,11 @@ def test_each_caption_names_file_seed_households_version_and_date(built):
         for e in prov["experiments"]:
             assert e["file"] in caption and f"seed {e['seed']}" in caption and "300 households" in caption
     perf = F.read_figure(out / "performance.png")
-    assert "Measured by" in perf["caption"] and perf["provenance"]["measured"]["cpu"] in perf["caption"]
+    measured = perf["provenance"]["measured"]
+    assert "Measured by" in perf["caption"]
+    for fact in (measured["cpu"], measured["command"], measured["created"][:10], measured["system"],
+                 f"{measured['logical_cpus']} logical CPUs", perf["provenance"]["measurement"]):
+        assert fact in perf["caption"], fact
 
 
 def test_the_caption_is_drawn_on_the_figure(tmp_path):
@@ -120,32 +159,101 @@ def test_index_lists_figures_not_built_yet(tmp_path):
     assert all(f"`{f.file}`" in index for f in F.FIGURES)
 
 
-def test_performance_measures_three_implementations(built):
-    out, _, log = built
-    prov = F.read_figure(out / "performance.png")["provenance"]
-    results = pd.DataFrame(prov["results"])
+def test_the_benchmark_measures_three_implementations(measurement):
+    record = json.loads(measurement.read_text())
+    assert record["kind"] == F.MEASUREMENT_KIND
+    assert record["command"] == "python benchmarks/speed_figure.py " + " ".join(
+        f"{a} {b}" for a, b in zip(TINY_SPEED[::2], TINY_SPEED[1::2])) + f" --out {measurement}"
+    assert record["povsim_version"] == povsim.__version__ and record["months"] == 2
+    created = dt.datetime.fromisoformat(record["created"])
+    assert abs((dt.datetime.now().astimezone() - created).total_seconds()) < 3600
+    machine = record["machine"]
+    assert machine["cpu"] and machine["logical_cpus"] == os.cpu_count() and machine["numba_threads"] >= 1
+    results = pd.DataFrame(record["results"])
     assert set(results["implementation"].str.split().str[0]) == {"Engine", "NumPy", "Mesa"}
     assert set(results.loc[results["implementation"].str.startswith("Engine"), "households"]) == {200, 400}
+    assert set(results.loc[results["implementation"].str.startswith("NumPy"), "households"]) == {200, 400}
     assert set(results.loc[results["implementation"].str.startswith("Mesa"), "households"]) == {100}
     assert (results["hh_months_per_s"] > 0).all() and (results["bytes_per_household"] > 0).all()
     engine = results[results["implementation"].str.startswith("Engine")]
-    threads = prov["measured"]["numba_threads"]
+    threads = machine["numba_threads"]
     expected = {"Engine (Numba, 1 thread)"} | ({f"Engine (Numba, {threads} threads)"} if threads > 1 else set())
     assert set(engine["implementation"]) == expected
     assert (engine["bytes_per_household"] >= 56).all(), "at least the 56 bytes of household state"
-    assert prov["notes"] == []
-    assert prov["measured"]["months"] == 2
-    assert any("Mesa model" in line for line in log)
+    assert record["notes"] == []
+    assert record["sizes"] == {label: sorted(set(g)) for label, g in results.groupby("implementation")["households"]}
+    cfg = SPEED.perf_config(10)
+    assert cfg.seed == record["seed"] and not cfg.policy.lookback.enabled and not cfg.policy.review.enabled
+    assert F.read_measurement(measurement) == record
 
 
-def test_numpy_line_is_left_out_with_a_note_when_the_benchmarks_are_missing(tmp_path):
-    out = tmp_path / "figs"
-    F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, benchmarks=tmp_path / "nowhere", only=["performance"])
-    meta = F.read_figure(out / "performance.png")
-    assert not any(r["implementation"].startswith("NumPy") for r in meta["provenance"]["results"])
+def test_the_speed_figure_is_drawn_from_the_measurement_file(built, measurement, tmp_path):
+    out, _, log = built
+    record = json.loads(measurement.read_text())
+    prov = F.read_figure(out / "performance.png")["provenance"]
+    assert prov["results"] == record["results"]
+    assert _same_file(prov["measurement"], measurement)
+    assert prov["measured"]["cpu"] == record["machine"]["cpu"] and prov["measured"]["command"] == record["command"]
+    assert not any("household-months/s" in line for line in log), "povsim figures measures nothing itself"
+    # a measurement of other numbers, with a line left out, is drawn as it says
+    rows = [{**r, "hh_months_per_s": 1234.0} for r in record["results"] if "Mesa" not in r["implementation"]]
+    edited = dict(record, notes=["Mesa line left out: not installed on that machine"], results=rows,
+                  machine={**record["machine"], "cpu": "A named test CPU", "system": None})
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(edited))
+    folder = tmp_path / "figs"
+    F.build_figures(folder, scale=TINY, experiments=EXPERIMENTS, measurement=path, only=["performance"])
+    meta = F.read_figure(folder / "performance.png")
+    assert meta["provenance"]["results"] == edited["results"]
+    assert _same_file(meta["source"], path)
     (note,) = meta["provenance"]["notes"]
-    assert "numpy_step.py not found" in note and note in meta["caption"]
-    assert note in (out / "index.md").read_text()
+    assert note in meta["caption"] and "A named test CPU" in meta["caption"] and "logical CPUs)" in meta["caption"]
+    index = (folder / "index.md").read_text()
+    assert note in index and f"`{meta['source']}`" in index and "A named test CPU" in index
+
+
+def test_a_missing_or_broken_measurement_is_refused_before_anything_is_written(tmp_path, measurement):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="speed measurement not found.*benchmarks/speed_figure.py"):
+        F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not readable JSON"):
+        F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=bad, only=["performance"])
+    bad.write_text(json.dumps({"results": []}))
+    with pytest.raises(ConfigError, match="is not a speed measurement"):
+        F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=bad, only=["performance"])
+    record = json.loads(measurement.read_text())
+    del record["machine"]["cpu"], record["created"]
+    bad.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="lacks created, machine.cpu"):
+        F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=bad, only=["performance"])
+    record = json.loads(measurement.read_text())
+    record["results"] = [{"implementation": "Engine"}]
+    bad.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="lacks results"):
+        F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=bad, only=["performance"])
+    assert not out.exists()
+    # the other figures do not need it
+    F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=tmp_path / "none.json",
+                    only=["headcount_vs_official"])
+    assert sorted(os.listdir(out)) == ["headcount_vs_official.png", "index.md"]
+
+
+def test_the_library_imports_nothing_from_benchmarks():
+    """No module of povsim imports a benchmark, by name or by path."""
+    for path in sorted((REPO / "povsim").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            assert not any(n.split(".")[0] in {"benchmarks", "numpy_step", "speed_figure"} for n in names), path
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in {"spec_from_file_location", "SourceFileLoader"}, f"{path}: loads a file by path"
 
 
 def test_headcount_figure_uses_the_official_figures(built):
@@ -230,7 +338,6 @@ def test_scale_households():
     assert F.FULL.households_for(200_000) == 200_000
     assert F.QUICK.households_for(200_000) == 20_000 and F.QUICK.households_for(5_000) == 5_000
     assert TINY.households_for(1_000_000) == 300
-    assert max(F.QUICK.engine_sizes) < max(F.FULL.engine_sizes)
 
 
 def test_cli_figures(tmp_path):
@@ -252,7 +359,7 @@ def test_cli_figures_errors(tmp_path):
     done = run_cli("figures", "--only", "nope", cwd=tmp_path)
     assert done.returncode == 2 and "invalid choice: 'nope'" in done.stderr
     help_text = run_cli("figures", "--help").stdout
-    for option in ("--quick", "--out", "--experiments", "--benchmarks", "--only", "--households"):
+    for option in ("--quick", "--out", "--experiments", "--measurement", "--only", "--households"):
         assert option in help_text
 
 
@@ -267,4 +374,8 @@ def test_committed_figures_are_complete_and_full_scale():
             assert e["households"] == data["population"]["households"], f"{spec.file}: {e['file']} size changed"
             assert e["seed"] == data["seed"]
     assert (folder / "index.md").read_text() == F.index_markdown(folder), "docs/figures/index.md is stale"
-    assert json.loads(json.dumps(F.read_figure(folder / "performance.png")["provenance"]["results"]))
+    record = F.read_measurement(folder / "performance.json")
+    prov = F.read_figure(folder / "performance.png")["provenance"]
+    assert prov["measurement"] == "docs/figures/performance.json"
+    assert prov["results"] == record["results"], "performance.png is not drawn from performance.json"
+    assert prov["measured"]["cpu"] == record["machine"]["cpu"] and prov["measured"]["created"] == record["created"]

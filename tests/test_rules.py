@@ -19,7 +19,7 @@ from povsim import metrics as M
 from povsim import rng
 from povsim.config import format_month, parse_month
 from povsim.population import FLAG_CONNECTED, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, ROUTE_NAMES
-from povsim.rules import registration_quotas
+from povsim.components.registration import registration_quotas
 
 LEVEL = 0.999  # two-sided coverage of every statistical interval below
 CHANNELS = ("self", "cadre", "data", "hotline")
@@ -380,8 +380,8 @@ def test_data_job_loss_trigger_alone():
 def _quotas(sim) -> np.ndarray:
     pop, reg = sim.population, sim.config.policy.registration
     return registration_quotas(
-        pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id, sim.params,
-        reg.quota_scale, reg.county_estimate_sd, reg.village_estimate_sd, sim.key[0], sim.key[1],
+        pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id, reg,
+        sim.key[0], sim.key[1],
     )
 
 
@@ -811,7 +811,7 @@ def _select_lowest_by_repeated_minimum(values, candidate, count):
 
 
 def test_select_lowest_equals_repeated_minimum_with_ties():
-    from povsim.rules import _select_lowest
+    from povsim.components.registration import select_lowest as _select_lowest
 
     seed = 20261129
     u = rng.uniforms(seed, rng.STREAM_SAMPLE, 600)  # (600, 4): sizes, values, candidates, counts

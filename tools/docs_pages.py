@@ -11,9 +11,9 @@ It writes
   the config schema (:mod:`povsim.config`: type, unit, default, allowed range,
   meaning, source), the experiment files in ``experiments/`` and real error messages;
 * the generated blocks of ``docs/model.md`` (between ``<!-- generated: ... -->`` and
-  ``<!-- end generated -->``): the household state table, from the docstring of
-  :mod:`povsim.population` and the arrays :func:`povsim.population.allocate` makes,
-  and each submodel's parameter table, from :func:`povsim.config.parameter_table`.
+  ``<!-- end generated -->``): the household and village state tables, the components, the order of events and
+  the table of draws, from the declarations of :mod:`povsim.components`, and each
+  submodel's parameter table, from :func:`povsim.config.parameter_table`.
 
 ``tests/test_docs.py`` runs the same functions and fails when a committed page
 differs from what they generate.  (``docs/parameters.md`` is ``povsim params --markdown``.)
@@ -50,17 +50,9 @@ BLOCK_RE = re.compile(r"(<!-- generated: (?P<what>[^>]*?) -->\n)(?P<body>.*?)(<!
 
 def sections() -> list[tuple[str, type[BaseModel]]]:
     """Every section of the config, depth first: ``("", Config)``, ``("simulation", SimulationConfig)``, ..."""
-    out: list[tuple[str, type[BaseModel]]] = []
+    from povsim.config import walk
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        out.append((prefix, model))
-        for name, field in model.model_fields.items():
-            ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                walk(ann, f"{prefix}.{name}" if prefix else name)
-
-    walk(Config, "")
-    return out
+    return [("", Config)] + [(key.path, key.section) for key in walk() if key.section is not None]
 
 
 def type_name(annotation, unit: str) -> str:
@@ -310,37 +302,59 @@ def parameter_block(prefixes: list[str]) -> str:
 
 
 def state_block() -> str:
-    """The household state table: fields and meanings from povsim.population's docstring, dtypes from the arrays."""
-    import povsim.population as P
+    """The household and village state tables, as the components declare them (povsim.components)."""
+    from povsim import components as C
 
-    doc = P.__doc__
-    table = doc[doc.index("===") :]
-    rule = table.splitlines()[0]
-    starts = [m.start() for m in re.finditer(r"=+", rule)]
-    meanings: dict[str, str] = {}
-    current = None
-    for line in table.splitlines()[3:]:
-        if line.startswith("==="):
-            break
-        name = line[: starts[1]].strip()
-        meaning = line[starts[3] :].strip()
-        if name:
-            current = name.strip("`")
-            meanings[current] = meaning
-        elif current:
-            meanings[current] += " " + meaning
-    arrays = P.allocate(1)
-    lines = ["| variable | type | bytes | meaning |", "|---|---|---|---|"]
+    lines = ["| variable | type | bytes | declared by | meaning |", "|---|---|---|---|---|"]
     total = 0
-    for name in P.Households._fields:
-        a = getattr(arrays, name)
-        width = a.shape[1] if a.ndim > 1 else 1
-        dtype = f"{a.dtype}[{width}]" if width > 1 else str(a.dtype)
-        total += a.nbytes
-        if name not in meanings:
-            raise ValueError(f"povsim/population.py's state table does not describe {name!r}")
-        lines.append(f"| `{name}` | {dtype} | {a.nbytes} | {_cell(meanings[name].replace('``', '`'))} |")
-    lines.append(f"| **total** | | **{total}** | bytes per household |")
+    for owner, state in C.HOUSEHOLD_STATE:
+        width = state.shape[0] if state.shape else 1
+        dtype = f"{state.dtype}[{width}]" if state.shape else state.dtype
+        total += state.bytes
+        lines.append(f"| `{state.name}` | {dtype} | {state.bytes} | {owner} | {_cell(state.description.replace('``', '`'))} |")
+    lines.append(f"| **total** | | **{total}** | | bytes per household |")
+    lines += ["", "Each village has, besides its households:", "",
+              "| variable | type | declared by | meaning |", "|---|---|---|---|"]
+    for owner, state in C.VILLAGE_STATE:
+        lines.append(f"| `{state.name}` | {state.dtype} | {owner} | {_cell(state.description.replace('``', '`'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def schedule_block() -> str:
+    """The order of events of one month, from povsim.components.schedule.SCHEDULE."""
+    from povsim.components import MODULES, schedule as S
+    import importlib
+
+    module_of = {importlib.import_module(f"povsim.components.{m}").COMPONENT.name: m for m in MODULES}
+    lines = ["| phase | step | once for | what it does |", "|---|---|---|---|"]
+    for step in S.SCHEDULE:
+        where = "the village" if step.level == "village" else "each household"
+        lines.append(f"| {step.phase} | `{module_of[step.component]}.{step.hook}` | {where} | {_cell(step.does)} |")
+    return "\n".join(lines) + "\n"
+
+
+def draws_block() -> str:
+    """Every draw of the model, from povsim.components.DRAWS."""
+    from povsim import components as C
+
+    name_of = {number: name for name, number in C.STREAMS.items()}
+    lines = ["| stream | index | id | month | words | declared by | what it draws |", "|---|---|---|---|---|---|---|"]
+    for owner, d in sorted(C.DRAWS, key=lambda x: (x[1].stream, x[1].index)):
+        month = "the month's" if d.month == "each" else "0 (once)"
+        lines.append(f"| {d.stream} ({name_of[d.stream]}) | {d.index} | {d.space} | {month} | {d.words} | {owner} | "
+                     f"{_cell(d.purpose)} |")
+    return "\n".join(lines) + "\n"
+
+
+def components_block() -> str:
+    """The components, in registry order, with their config section and route."""
+    from povsim import components as C
+
+    lines = ["| module | component | config section | route | what it models |", "|---|---|---|---|---|"]
+    for name, c in zip(C.MODULES, C.COMPONENTS):
+        route = f"{c.route.code} ({c.route.name})" if c.route else "-"
+        section = f"`{c.path}`" if c.path else "-"
+        lines.append(f"| `povsim/components/{name}.py` | {c.name} | {section} | {route} | {_cell(c.doc)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -348,6 +362,12 @@ def render_block(what: str) -> str:
     what = what.strip()
     if what == "household state":
         return state_block()
+    if what == "schedule":
+        return schedule_block()
+    if what == "draws":
+        return draws_block()
+    if what == "components":
+        return components_block()
     if what.startswith("parameters "):
         return parameter_block(what.split()[1:])
     raise ValueError(f"unknown generated block {what!r}")

@@ -1,8 +1,9 @@
 """The Mesa model: povsim's households as ``mesa.Agent`` objects.
 
 ``PovertyModel(config)`` is the same model as :class:`povsim.Simulation` — built from
-the same config, the same population arrays and the same compiled rule functions
-(:mod:`povsim.rules`), called in the same order — so for the same config and seed its
+the same config, the same population arrays and the same compiled hooks of the
+components (:mod:`povsim.components`), called in the order of events of
+:data:`povsim.components.schedule.SCHEDULE` — so for the same config and seed its
 metrics and every household's history equal the engine's, bit for bit.  It is slower
 (one Python call per household and month) and meant for reading, stepping, inspecting
 and extending the model with Mesa's tools, on thousands of households, not millions.

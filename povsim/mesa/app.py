@@ -28,6 +28,7 @@ import solara
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
+from povsim.components import TOGGLES
 from povsim.config import Config
 from povsim.mesa.county import (
     DEFAULT_HOUSEHOLDS,
@@ -61,10 +62,7 @@ def model_params(households: int | None = None) -> dict:
     return {
         "households": households if households is not None else households_from_env(),
         "households_per_village": DEFAULT_HOUSEHOLDS_PER_VILLAGE,
-        "self_declaration": {"type": "Checkbox", "value": True, "label": "self-declaration"},
-        "cadres": {"type": "Checkbox", "value": True, "label": "cadre visits"},
-        "sector_data": {"type": "Checkbox", "value": True, "label": "sector data comparison"},
-        "hotline": {"type": "Checkbox", "value": True, "label": "12317 hotline"},
+        **{name: {"type": "Checkbox", "value": True, "label": label} for name, (_, label) in TOGGLES.items()},
         "cadre_visits": {
             "type": "SliderInt",
             "value": defaults.channels.cadre.visits_per_village,

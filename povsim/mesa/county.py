@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..components import TOGGLES
 from ..config import Config, load_config
 from .model import PovertyModel
 
@@ -30,10 +31,6 @@ def county_config(
     *,
     households: int = DEFAULT_HOUSEHOLDS,
     households_per_village: int = DEFAULT_HOUSEHOLDS_PER_VILLAGE,
-    self_declaration: bool = True,
-    cadres: bool = True,
-    sector_data: bool = True,
-    hotline: bool = True,
     cadre_visits: int | None = None,
     data_coverage_formal: float | None = None,
     data_coverage_informal: float | None = None,
@@ -41,20 +38,21 @@ def county_config(
     seed: int | None = None,
     burn_in_years: int = 1,
     base: Config | None = None,
+    **switches: bool,
 ) -> Config:
     """The config of a :class:`CountyModel`: ``base`` (default: the defaults) with these overrides.
 
-    ``None`` keeps the base's value.  Each argument sets one config key:
+    ``None`` keeps the base's value.  Each discovery channel has an on/off switch, a
+    keyword declared by its component (:data:`povsim.components.TOGGLES`: by default
+    ``self_declaration``, ``cadres``, ``sector_data`` and ``hotline``, each setting its
+    section's ``enabled``; every switch is on unless given).  Each other argument sets
+    one config key:
 
     ========================  ==========================================
     argument                  config key
     ========================  ==========================================
     households                population.households
     households_per_village    population.households_per_village
-    self_declaration          policy.channels.self.enabled
-    cadres                    policy.channels.cadre.enabled
-    sector_data               policy.channels.data.enabled
-    hotline                   policy.channels.hotline.enabled
     cadre_visits              policy.channels.cadre.visits_per_village
     data_coverage_formal      policy.channels.data.coverage_formal
     data_coverage_informal    policy.channels.data.coverage_informal
@@ -63,13 +61,16 @@ def county_config(
     burn_in_years             simulation.burn_in_years
     ========================  ==========================================
     """
+    unknown = sorted(set(switches) - set(TOGGLES))
+    if unknown:
+        raise TypeError(
+            f"county_config() got an unexpected keyword argument {unknown[0]!r}; "
+            f"the channels' switches are: {', '.join(TOGGLES)}"
+        )
     overrides: dict[str, Any] = {
         "population.households": households,
         "population.households_per_village": households_per_village,
-        "policy.channels.self.enabled": self_declaration,
-        "policy.channels.cadre.enabled": cadres,
-        "policy.channels.data.enabled": sector_data,
-        "policy.channels.hotline.enabled": hotline,
+        **{f"{path}.enabled": bool(switches.get(name, True)) for name, (path, _) in TOGGLES.items()},
         "simulation.burn_in_years": burn_in_years,
     }
     optional = {

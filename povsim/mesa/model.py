@@ -1,20 +1,16 @@
 """``Household`` (a ``mesa.Agent``) and ``PovertyModel`` (a ``mesa.Model``).
 
 Each agent is a view of one row of the population's struct of arrays
-(:class:`povsim.population.Households`): its state lives in those arrays, and its
-steps call the compiled rule functions of :mod:`povsim.rules` on its own row.  A
-month of the model (:meth:`PovertyModel.step`) runs, village by village, the order
-of events of :func:`povsim.rules.village_month`:
-
-0. :func:`povsim.rules.month_draws` for the village: the month's random numbers, one
-   column per household (``agent.column``), and :func:`povsim.rules.month_income`:
-   every household's shocks, support and income this month, from those draws;
-1. ``agent.update()`` for each household of the village (records its month's
-   income and its poverty, and runs the household-level channels);
-2. the village's events (quota registration, cadre visits);
-3. ``agent.events()`` for each household of the village (verification, registration,
-   look-back, review);
-4. :func:`povsim.rules.village_counts`: the month's counts of the village's households.
+(:class:`povsim.components.Households`): its state lives in those arrays, and its
+steps call the compiled hooks of the components (:mod:`povsim.components`) on its
+own row.  A month of the model (:meth:`PovertyModel.step`) runs, village by village,
+the order of events as data, :data:`povsim.components.schedule.SCHEDULE`: each
+village-level step calls its component's compiled hook for the village; the
+household-level steps of a phase run for each agent of the village in turn
+(``agent.update()`` in phase 1, ``agent.events()`` in phase 3), through the phase's
+compiled function, which calls the phase's hooks in the schedule's order (the same
+function the engine inlines).  Phases 3 and 4 wait for the first month that is
+reported or in which a rule runs, as in the engine.
 
 Mesa's own random generator is seeded from the config but never used by the model:
 every random number comes from povsim's counter-based streams.
@@ -28,10 +24,15 @@ import pandas as pd
 import mesa
 from mesa.agent import AgentSet
 
+import importlib
+
 from .. import metrics as M
-from .. import rules
+from ..components import MODULES
+from ..components import schedule as S
+from ..components.registration import METHOD_QUOTA, registration_quotas
 from ..config import Config
 from ..engine import Simulation
+from ..engine import compiled_entry as _compiled
 from ..population import (
     CAPACITY_SCALE,
     FLAG_CONNECTED,
@@ -42,6 +43,9 @@ from ..population import (
 )
 
 __all__ = ["Household", "PovertyModel"]
+
+#: the agents' method that runs each household-level phase of the schedule
+_PHASE_METHOD = {"1": "update", "3": "events"}
 
 STATUS = ("poor, registered", "poor, missed", "registered, not poor", "neither")
 
@@ -57,27 +61,16 @@ class Household(mesa.Agent):
 
     # -- the two household phases of a month ----------------------------------------------
     def update(self) -> None:
-        """Phase 1: record the month's income the village computed; true poverty; household-level channels."""
+        """Phase 1: the month's income into its record; true poverty; household-level channels."""
         m = self.model
-        m._household_update(m.households, self.index, m.month, m.line, m.params, m.acc, m.draws, self.column)
+        m._phase["1"](m.households, m.village_state, self.village, self.index, m.first_id, m.month, m.line, m.params,
+                      m.key[0], m.key[1], m.acc, m.scratch)
 
     def events(self) -> None:
-        """Phase 3: verification, registration, look-back, review."""
+        """Phase 3: verification, registration by threshold, look-back, review."""
         m = self.model
-        m._household_events(
-            m.households,
-            self.index,
-            m.first_id + self.index,
-            m.month,
-            m.line,
-            m.params,
-            m.key[0],
-            m.key[1],
-            m.acc,
-            m.village_lookback,
-            m.draws,
-            self.column,
-        )
+        m._phase["3"](m.households, m.village_state, self.village, self.index, m.first_id, m.month, m.line, m.params,
+                      m.key[0], m.key[1], m.acc, m.scratch)
 
     # -- state, read from the arrays --------------------------------------------------------
     def _get(self, name: str):
@@ -150,17 +143,6 @@ class Household(mesa.Agent):
         )
 
 
-def _compiled(dispatcher, example_args):
-    """The compiled entry point of a Numba function for the types of ``example_args``."""
-    import numba
-
-    signature = tuple(numba.typeof(a) for a in example_args)
-    try:
-        return dispatcher.compile(signature)
-    except Exception:  # pragma: no cover - an older or newer Numba without this API: use the dispatcher
-        return dispatcher
-
-
 class PovertyModel(mesa.Model):
     """povsim's model on the Mesa API: ``PovertyModel(cfg).run()`` equals ``povsim.run(cfg)``.
 
@@ -186,28 +168,31 @@ class PovertyModel(mesa.Model):
         self.month = self.timeline.first  #: the month the next step simulates
         self.line = self.timeline.line(self.month)
         self.acc = np.zeros(M.N_SLOTS, np.int64)
-        self.village_lookback = rules.NO_MONTH
+        self.village_state = self.population.villages  #: the villages' state (povsim.components.Villages)
         largest = int(np.diff(self.population.village_start).max()) if self.population.n_villages else 0
-        self._values = np.empty(largest, np.float64)
-        self._candidate = np.empty(largest, np.bool_)
-        self._chosen = np.empty(largest, np.int64)
-        #: the month's random numbers of the village being stepped (rules.month_draws), one column per household
-        self.draws = np.empty((rules.N_DRAWS, largest), np.float64)
-        self._quota = np.zeros(self.population.n_villages, np.int64)
-        self.villages: list[AgentSet] = []
+        #: the scratch of the village being stepped: its month's draws (one column per household) and rankings
+        self.scratch = S.scratch(largest)
+        self.villages: list[AgentSet] = []  #: the agents of each village, an ``AgentSet`` per village
         starts = self.population.village_start
         for v in range(self.population.n_villages):
             members = [Household(self, i, v, i - starts[v]) for i in range(starts[v], starts[v + 1])]
             self.villages.append(AgentSet(members, random=self.random))
         self.totals: dict[int, np.ndarray] = {}
         self._row: dict = {}
-        # The compiled rule functions, resolved once for these argument types: calling the
-        # compiled entry point skips Numba's per-call type dispatch (the same machine code runs).
-        example = (self.households, 0, 0, 0, 0.0, self.params, self.key[0], self.key[1], self.acc)
-        self._household_update = _compiled(
-            rules.household_update, (self.households, 0, 0, 0.0, self.params, self.acc, self.draws, 0)
-        )
-        self._household_events = _compiled(rules.household_events, example + (0, self.draws, 0))
+        # The compiled hooks, resolved once for these argument types: calling the compiled entry
+        # point skips Numba's per-call type dispatch (the same machine code runs).
+        village_args = (self.households, self.village_state, 0, self.first_id, 0, 0.0, self.params, self.key[0],
+                        self.key[1], self.acc, self.scratch)
+        household_args = village_args[:3] + (0,) + village_args[3:]
+        modules = {m.COMPONENT.name: m for m in (importlib.import_module(f"povsim.components.{name}") for name in MODULES)}
+        self._village_steps = [
+            (step, _compiled(getattr(modules[step.component], step.hook), village_args))
+            for step in S.SCHEDULE if step.level == "village"
+        ]
+        self._phase = {
+            "1": _compiled(S.household_update, household_args),
+            "3": _compiled(S.household_events, household_args),
+        }
         self.datacollector = mesa.DataCollector(
             model_reporters={col: (lambda m, c=col: m._row.get(c)) for col in M.COLUMNS}
         )
@@ -215,6 +200,12 @@ class PovertyModel(mesa.Model):
     @property
     def done(self) -> bool:
         return self.month > self.timeline.end
+
+    def _village_hook(self, step):
+        for known, hook in self._village_steps:
+            if known is step:
+                return hook
+        raise KeyError(step)  # pragma: no cover - every village step is resolved in __init__
 
     def step(self) -> None:
         """Simulate one month, every village in turn (see the module docstring)."""
@@ -225,28 +216,24 @@ class PovertyModel(mesa.Model):
         p = self.params
         self.line = self.timeline.line(m)
         self.acc[:] = 0
-        quota = self._quota
-        if m == p.registration_month and p.registration_method == rules.METHOD_QUOTA:
-            reg = self.config.policy.registration
+        if m == p.registration.month and p.registration.method == METHOD_QUOTA:
             pop = self.population
-            quota = rules.registration_quotas(
-                pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id, p,
-                reg.quota_scale, reg.county_estimate_sd, reg.village_estimate_sd, *self.key,
+            self.village_state.quota[:] = registration_quotas(
+                pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id,
+                self.config.policy.registration, *self.key,
             )
-        starts = self.population.village_start
-        lookback_on = p.lookback_start != rules.NO_MONTH and p.lookback_start <= m <= p.lookback_end
+        quiet = m < p.time.quiet_until
         for v, village in enumerate(self.villages):
-            first, end = int(starts[v]), int(starts[v + 1])
-            rules.month_draws(self.key[0], self.key[1], self.first_id + first, end - first, m, p, self.draws)
-            rules.month_income(self.households, first, end - first, m, p, self.draws, self._chosen)
-            village.do("update")
-            rules.village_events(
-                self.households, first, end, self.first_id, m, self.line, p, self.key[0], self.key[1], self.acc,
-                quota[v], self._values, self._candidate, self._chosen, self.draws,
-            )
-            self.village_lookback = rules.lookback_month(p, self.key[0], self.key[1], self.first_id + first) if lookback_on else rules.NO_MONTH
-            village.do("events")
-            rules.village_counts(self.households, first, end - first, m, self.line, p, self.draws, self.acc)
+            done_phases = set()
+            for step in S.SCHEDULE:
+                if quiet and step.phase in S.QUIET_PHASES:
+                    break
+                if step.level == "village":
+                    self._village_hook(step)(self.households, self.village_state, v, self.first_id, m, self.line, p,
+                                             self.key[0], self.key[1], self.acc, self.scratch)
+                elif step.phase not in done_phases:  # the phase's household steps, agent by agent
+                    village.do(_PHASE_METHOD[step.phase])
+                    done_phases.add(step.phase)
         if m >= self.timeline.start:
             self.totals[m] = self.acc.copy()
             self._row = self._derive([m]).iloc[0].to_dict()

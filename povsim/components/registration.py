@@ -1,0 +1,384 @@
+"""The register, and the one-time registration of the poor (2014).
+
+This module owns the register itself: :func:`register` puts a household on it by a
+route and counts the entry, whether the entrant was truly poor, and its detection
+delay (months from falling poor), as a binned count by route.  Every other rule
+that registers a household calls it.
+
+The one-time registration runs in one month, by one of two methods:
+
+* **quota** (China 2014, "scale control"): the national quota is a multiple of the
+  survey's count of poor households; it is shared among counties in proportion to
+  noisy county estimates and each county's among its villages in proportion to noisy
+  village estimates (:func:`quotas_from_counts`, run once for the whole population
+  before the month's pass); each village's community then registers its
+  lowest-ranked households by perceived income (:func:`village`);
+* **threshold**: each household is registered if its assessed income is below the
+  line (:func:`household`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+from pydantic import field_validator
+
+from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
+
+import numba as nb
+import numpy as np
+
+from .. import elementary, rng
+from ..schema import SRC_ASSUMPTION, SRC_REG_2014, Month, Section, check_month, param
+from .base import (
+    FLAG_POOR, FLAG_REGISTERED, NEVER, Bins, Column, Component, Count, Draw, Route, State, add_binned,
+    month_or_never, months_since,
+)
+from .income import DRAW_INCOME_12M
+
+STREAM_ASSESSMENT = 4  #: errors of the one-time registration's assessment or community ranking
+STREAM_QUOTA = 9  #: county and village estimates behind the registration quotas (id = county / village)
+METHOD_THRESHOLD = 0
+METHOD_QUOTA = 1
+DELAY_BINS = 49  #: detection-delay histogram: 0..47 months, and 48 or more
+ROUTE_CODE = 1  #: this route's code in ``route`` and ``pending_route``
+ROUTE = Route(ROUTE_CODE, "registration", "One-time registration", "#7f7f7f")
+
+
+class RegistrationConfig(Section):
+    """The one-time registration of the poor (2014)."""
+
+    enabled: bool = param(True, "flag", SRC_REG_2014, "run the one-time registration")
+    month: Month = param("2014-10", "month", SRC_REG_2014, "month in which households are registered")
+    method: Literal["quota", "threshold"] = param(
+        "quota",
+        "choice",
+        "2014 registration ran under quota-based 'scale control' with community review (SCIO 2021)",
+        "'quota': county and village quotas, lowest-ranked by the community registered; "
+        "'threshold': registered if the assessed income is below the line",
+    )
+    assessment_sd: float = param(
+        0.35,
+        "log points",
+        "proxy means tests and community rankings mis-rank widely: Alatas et al. (2012) find 30% total mistargeting",
+        "SD of the log-normal error of the assessment (threshold) or of the community's perceived income (quota)",
+        ge=0.0,
+        le=5.0,
+    )
+    quota_scale: float = param(
+        1.28,
+        "multiple of estimated poor households",
+        "registered 89.62 million people = 1.28 x the survey's 70.17 million poor "
+        "(../shared/targets/china_rural_poverty.toml, registration_2014)",
+        "national quota as a multiple of the survey estimate of poor households (quota method)",
+        ge=0.0,
+        le=100.0,
+    )
+    county_estimate_sd: float = param(
+        0.20,
+        "log points",
+        SRC_ASSUMPTION + "; county poverty rates were estimated from a survey of about 160,000 households",
+        "SD of the log error of each county's estimated number of poor households (quota method)",
+        ge=0.0,
+        le=5.0,
+    )
+    village_estimate_sd: float = param(
+        0.30,
+        "log points",
+        SRC_ASSUMPTION,
+        "SD of the log error of each village's estimated number of poor households (quota method)",
+        ge=0.0,
+        le=5.0,
+    )
+
+    _month = field_validator("month")(check_month)
+
+
+class Params(NamedTuple):
+    """The one-time registration in the kernels' units."""
+
+    month: int  #: its month index, or NO_MONTH when disabled
+    method: int  #: METHOD_QUOTA or METHOD_THRESHOLD
+    assessment_sd: float
+
+
+def params(cfg) -> Params:
+    reg = cfg.policy.registration
+    return Params(
+        month=month_or_never(reg.enabled, reg.month),
+        method=METHOD_QUOTA if reg.method == "quota" else METHOD_THRESHOLD,
+        assessment_sd=reg.assessment_sd,
+    )
+
+
+def _events(section, end):
+    from ..schema import parse_month
+
+    m = parse_month(section.month)
+    return [("registration", m, m)]
+
+
+def _detection_delay_mean(c):
+    return c.ratio(c.routes("delay_sum").sum(axis=1), c.routes("delay_count").sum(axis=1))
+
+
+COMPONENT = Component(
+    name="registration",
+    doc="the register, and the one-time registration by quota (community ranking) or by threshold",
+    path="policy.registration",
+    section=RegistrationConfig,
+    params=params,
+    state=(State("route", "uint8", "how the household entered the register (a route code)"),),
+    village_state=(State("quota", "int64", "the village's registration quota, set before the registration month"),),
+    streams={"assessment": STREAM_ASSESSMENT, "quota": STREAM_QUOTA},
+    draws=(
+        Draw(STREAM_ASSESSMENT, 0, "household", 2, "each",
+             "the registration's assessment error (threshold) or the community's perception (quota): a normal"),
+        Draw(STREAM_QUOTA, 0, "county", 2, "0", "the error of the county's estimated number of poor households"),
+        Draw(STREAM_QUOTA, 1, "village", 2, "0", "the error of the village's estimated number of poor households"),
+    ),
+    metrics=(
+        Count("entered", "households entering the register this month by {route}", kind="flow", by_route=True,
+              column="entered_{route}"),
+        Count("entered_nonpoor", "entries of households not truly poor, by route", kind="flow", by_route=True,
+              column=None),
+        Count("delay_sum", "months from falling poor to registration, summed, by route", unit="months", kind="flow",
+              by_route=True, column=None),
+        Count("delay_count", "registrations of truly poor households with an observed onset, by route", kind="flow",
+              by_route=True, column=None),
+        Count("delay_unknown", "poor entrants poor since before the record (onset unknown), by route", kind="flow",
+              by_route=True, column=None),
+        Bins("detection_delay", "registrations of truly poor households by months since falling poor, by route",
+             DELAY_BINS, tuple(str(b) for b in range(DELAY_BINS - 1)) + (f"{DELAY_BINS - 1}+",), by_route=True),
+        Count("assessed_registration", "households assessed by the one-time registration", kind="flow"),
+        Column("detection_delay_mean",
+               "mean months from falling poor to registration, this month's poor entrants", _detection_delay_mean,
+               "months", "months"),
+    ),
+    route=ROUTE,
+    months=("month",),
+    events=_events,
+)
+
+
+# --------------------------------------------------------------------------------------
+# The register
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def register(hh, i, month, route, p, acc):
+    """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
+    flags = hh.flags[i]
+    slot = p.slot
+    hh.flags[i] = flags | FLAG_REGISTERED
+    hh.route[i] = route
+    hh.pending_route[i] = 0
+    hh.pending_month[i] = NEVER
+    hh.support_left[i] = 0
+    acc[slot.entered + route] += 1
+    if not flags & FLAG_POOR:
+        acc[slot.entered_nonpoor + route] += 1
+    elif hh.poor_since[i] == NEVER:
+        acc[slot.delay_unknown + route] += 1  # poor since before the record began
+    else:
+        delay = months_since(hh.poor_since[i], month)
+        acc[slot.delay_sum + route] += delay
+        acc[slot.delay_count + route] += 1
+        add_binned(acc, slot.detection_delay + route * DELAY_BINS, DELAY_BINS, delay)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def assessed_below(income, line, sd, u1, u2):
+    """Whether a noisy assessment of ``income`` (log-normal error of SD ``sd``) falls below ``line``."""
+    if income <= 0.0:
+        return True
+    z, _ = rng.box_muller(u1, u2)
+    return income * elementary.exp(sd * z) < line
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def keep_lowest(values, j, chosen, taken, count):
+    """Offer index ``j`` to the ``taken`` lowest kept so far (``chosen``, sorted, at most ``count``).
+
+    A newcomer goes after every kept value it does not beat, so ties keep the
+    lower index first when indices are offered in increasing order.  Returns the
+    new number kept.
+    """
+    value = values[j]
+    if taken == count and not value < values[chosen[taken - 1]]:
+        return taken
+    k = taken if taken < count else count - 1  # the slot freed (or the last one, replaced)
+    while k > 0 and value < values[chosen[k - 1]]:
+        chosen[k] = chosen[k - 1]
+        k -= 1
+    chosen[k] = j
+    return taken + 1 if taken < count else taken
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
+def select_lowest(values, candidate, count, chosen):
+    """Indices of the ``count`` lowest ``values`` among ``candidate``s, lowest first, ties by index.
+
+    Writes them to ``chosen`` and returns how many were chosen: one pass in index
+    order through :func:`keep_lowest`, allocation-free.
+    """
+    taken = 0
+    if count <= 0:
+        return 0
+    for j in range(values.shape[0]):
+        if candidate[j]:
+            taken = keep_lowest(values, j, chosen, taken, count)
+    return taken
+
+
+# --------------------------------------------------------------------------------------
+# Hooks
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
+    """Phase 2a: in the month of a registration by quota, the community ranks households by perceived income.
+
+    The village registers its ``vs.quota[v]`` lowest-ranked households.
+    """
+    if not (month == p.registration.month and p.registration.method == METHOD_QUOTA):
+        return
+    draws, values, candidate, chosen = s.draws, s.values, s.candidate, s.chosen
+    first = vs.start[v]
+    n = vs.start[v + 1] - first
+    for j in range(n):
+        i = first + j
+        income = draws[DRAW_INCOME_12M, j]
+        u0, u1, _, _ = rng.draw4(k0, k1, STREAM_ASSESSMENT, first_id + i, month, 0)
+        z, _ = rng.box_muller(u0, u1)
+        values[j] = income * elementary.exp(p.registration.assessment_sd * z) if income > 0.0 else income
+        candidate[j] = True
+    acc[p.slot.assessed_registration] += n
+    chosen_n = select_lowest(values[:n], candidate[:n], min(vs.quota[v], n), chosen)
+    for c in range(chosen_n):
+        register(hh, first + chosen[c], month, ROUTE_CODE, p, acc)
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
+    """Phase 3b: in the month of a registration by threshold, household ``i`` is registered if assessed below the line."""
+    if not (month == p.registration.month and p.registration.method == METHOD_THRESHOLD):
+        return
+    income = s.draws[DRAW_INCOME_12M, i - vs.start[v]]
+    acc[p.slot.assessed_registration] += 1
+    u0, u1, _, _ = rng.draw4(k0, k1, STREAM_ASSESSMENT, first_id + i, month, 0)
+    if (hh.flags[i] & FLAG_REGISTERED) == 0 and assessed_below(income, line, p.registration.assessment_sd, u0, u1):
+        register(hh, i, month, ROUTE_CODE, p, acc)
+
+
+# --------------------------------------------------------------------------------------
+# Quotas (once for the whole population, before the registration month's pass)
+# --------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _largest_remainder(total, weights, out):
+    """Share the integer ``total`` in proportion to ``weights`` (largest-remainder method, ties by index)."""
+    n = weights.shape[0]
+    w_sum = 0.0
+    for j in range(n):
+        w_sum += weights[j]
+    if n == 0:
+        return
+    if w_sum <= 0.0 or total <= 0:
+        for j in range(n):
+            out[j] = 0
+        return
+    frac = np.empty(n, np.float64)
+    given = 0
+    for j in range(n):
+        share = total * weights[j] / w_sum
+        base = math.floor(share)
+        out[j] = np.int64(base)
+        frac[j] = share - base
+        given += out[j]
+    order = np.argsort(-frac, kind="mergesort")
+    for r in range(total - given):
+        out[order[r % n]] += 1
+
+
+@nb.njit(cache=True, error_model="numpy")
+def village_poor_counts(flags, village_start):
+    """Households truly poor at the end of last month (``FLAG_POOR``), per village: the survey behind the quotas.
+
+    A block of a split population counts its own villages; the driver joins the
+    blocks' counts in village order and calls :func:`quotas_from_counts` once.
+    """
+    n_villages = village_start.shape[0] - 1
+    poor_v = np.zeros(n_villages, np.int64)
+    for v in range(n_villages):
+        count = 0
+        for i in range(village_start[v], village_start[v + 1]):
+            if flags[i] & FLAG_POOR:
+                count += 1
+        poor_v[v] = count
+    return poor_v
+
+
+@nb.njit(cache=True, error_model="numpy")
+def quotas_from_counts(poor_counts, village_start, village_county, n_counties, first_id, scale, county_sd, village_sd, k0, k1):
+    """Village quotas from every village's count of poor households (a global step).
+
+    The national quota is ``scale`` x the number of poor households (the national
+    survey measures the total well); it is shared among counties in proportion to
+    county estimates with log-normal error, and each county's among its villages in
+    proportion to noisy village estimates.  A village's quota is capped at its
+    size.  County draws are keyed by the county id and village draws by the
+    village's id (the global id of its first household, ``first_id + village_start[v]``),
+    so ids must be global: the whole population's structure, not a block's.
+    """
+    n_villages = village_county.shape[0]
+    poor_v = np.zeros(n_villages, np.float64)
+    for v in range(n_villages):
+        poor_v[v] = poor_counts[v]
+    estimate_c = np.zeros(n_counties, np.float64)
+    for v in range(n_villages):
+        estimate_c[village_county[v]] += poor_v[v]
+    # the national survey measures the national total well; county estimates are noisy
+    national = np.int64(round(scale * estimate_c.sum()))
+    for c in range(n_counties):
+        u0, u1, _, _ = rng.draw4(k0, k1, STREAM_QUOTA, c, 0, 0)
+        z, _ = rng.box_muller(u0, u1)
+        estimate_c[c] *= elementary.exp(county_sd * z)
+    county_quota = np.zeros(n_counties, np.int64)
+    _largest_remainder(national, estimate_c, county_quota)
+    quota = np.zeros(n_villages, np.int64)
+    v = 0
+    while v < n_villages:  # villages of a county are contiguous
+        c = village_county[v]
+        v_end = v
+        while v_end < n_villages and village_county[v_end] == c:
+            v_end += 1
+        weights = np.empty(v_end - v, np.float64)
+        for j in range(v, v_end):
+            u0, u1, _, _ = rng.draw4(k0, k1, STREAM_QUOTA, first_id + village_start[j], 0, 1)
+            z, _ = rng.box_muller(u0, u1)
+            weights[j - v] = poor_v[j] * elementary.exp(village_sd * z)
+        _largest_remainder(county_quota[c], weights, quota[v:v_end])
+        for j in range(v, v_end):
+            quota[j] = min(quota[j], village_start[j + 1] - village_start[j])
+        v = v_end
+    return quota
+
+
+def registration_quotas(flags, village_start, village_county, n_counties, first_id, section, k0, k1):
+    """Village quotas for the one-time registration of a whole population, from its config ``section``.
+
+    From the survey (last month's true poverty, ``FLAG_POOR``) counted per village
+    (:func:`village_poor_counts`), :func:`quotas_from_counts` estimates each
+    county's poor, sets the national quota and shares it out.  A population split
+    into blocks runs the two halves separately: counts per block, quotas once.
+    """
+    poor_counts = village_poor_counts(flags, village_start)
+    return quotas_from_counts(
+        poor_counts, village_start, village_county, n_counties, first_id, section.quota_scale,
+        section.county_estimate_sd, section.village_estimate_sd, k0, k1,
+    )

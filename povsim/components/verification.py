@@ -1,0 +1,118 @@
+"""Verification: the means test a household flagged by a channel goes through before it is registered.
+
+A channel flags a household (:func:`flag`): the flag reaches the office after the
+channel's lag, and the household is verified after the verification delay.  In the
+month it is due (:func:`household`), the household is registered if its assessed
+income is below a multiple of the line, and otherwise rejected (the hotline then
+waits before it calls again).  Counts by route: flags, verifications, verifications
+of truly poor households (the channel's precision).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
+
+import numba as nb
+
+from .. import rng
+from ..schema import SRC_ASSUMPTION, Section, param
+from .base import FLAG_POOR, FLAG_REGISTERED, NEVER, Column, Component, Count, Draw, State, months_since, to_stored
+from .income import DRAW_INCOME_12M
+from .registration import assessed_below, register
+
+STREAM_VERIFY = 7  #: errors of the verification means test
+
+
+class VerificationConfig(Section):
+    """The means test a flagged household goes through before it is registered."""
+
+    assessment_sd: float = param(0.20, "log points", SRC_ASSUMPTION, "SD of the log error of the verification", ge=0.0, le=5.0)
+    delay: int = param(
+        1,
+        "months",
+        "identification within 15 days of discovery in the 2021 monitoring mechanism",
+        "months from a flag reaching the office to the verification",
+        ge=0,
+        le=120,
+    )
+    monitoring_multiple: float = param(
+        1.0,
+        "multiple of the line",
+        "1.5x the line in Anhui's monitoring range after 2020 (../shared/targets, monitoring_after_2020)",
+        "register a verified household assessed below this multiple of the line",
+        gt=0.0,
+        le=10.0,
+    )
+
+
+class Params(NamedTuple):
+    """Verification in the kernels' units."""
+
+    assessment_sd: float
+    delay: int
+    monitoring_multiple: float
+
+
+def params(cfg) -> Params:
+    ver = cfg.policy.verification
+    return Params(assessment_sd=ver.assessment_sd, delay=ver.delay, monitoring_multiple=ver.monitoring_multiple)
+
+
+COMPONENT = Component(
+    name="verification",
+    doc="the means test of a flagged household before registration",
+    path="policy.verification",
+    section=VerificationConfig,
+    params=params,
+    state=(
+        State("pending_route", "uint8", "channel of a pending verification (0: none)"),
+        State("pending_month", "int16", "month its pending verification is due", fill=NEVER),
+        State("last_rejected", "int16", "month a verification last rejected it", fill=NEVER),
+    ),
+    streams={"verify": STREAM_VERIFY},
+    draws=(Draw(STREAM_VERIFY, 0, "household", 2, "each", "the verification's assessment error: a normal"),),
+    metrics=(
+        Count("flags", "households sent to verification by the {route} channel", kind="flow", by_route=True,
+              column="flags_{route}", routes="channels"),
+        Count("verified", "verifications completed of {route} flags", kind="flow", by_route=True,
+              column="verified_{route}", routes="channels"),
+        Count("verified_poor", "verifications of truly poor households, by route", kind="flow", by_route=True,
+              column=None),
+        Column("precision_{route}", "share of verified {route} flags that were truly poor",
+               lambda c, route: c.ratio(c.route("verified_poor", route), c.route("verified", route))),
+        Column("cost_verification", "verifications, yuan",
+               lambda c: c.routes("verified").sum(axis=1) * c.costs.verification, "yuan", "cost"),
+    ),
+)
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def flag(hh, i, month, route, lag, p, acc):
+    """Send household ``i`` to verification, due after ``lag`` plus the verification delay."""
+    hh.pending_route[i] = route
+    hh.pending_month[i] = to_stored(month + lag + p.verification.delay)
+    acc[p.slot.flags + route] += 1
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
+    """Phase 3a: verification of household ``i``'s flag, if it is due; registration if assessed eligible."""
+    route = hh.pending_route[i]
+    if not (route != 0 and months_since(hh.pending_month[i], month) >= 0):
+        return
+    flags = hh.flags[i]
+    acc[p.slot.verified + route] += 1
+    if (flags & FLAG_POOR) != 0:
+        acc[p.slot.verified_poor + route] += 1
+    hh.pending_route[i] = 0
+    hh.pending_month[i] = NEVER
+    if (flags & FLAG_REGISTERED) == 0:
+        income = s.draws[DRAW_INCOME_12M, i - vs.start[v]]
+        ver = p.verification
+        u0, u1, _, _ = rng.draw4(k0, k1, STREAM_VERIFY, first_id + i, month, 0)
+        if assessed_below(income, line * ver.monitoring_multiple, ver.assessment_sd, u0, u1):
+            register(hh, i, month, route, p, acc)
+        else:
+            hh.last_rejected[i] = to_stored(month)
