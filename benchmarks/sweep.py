@@ -47,13 +47,13 @@ QUOTA_SCALES = [0.9, 1.0, 1.1, 1.2, 1.28, 1.4, 1.5, 1.6]
 
 
 def experiment(runs: int, households: int):
-    from povsim.config import Config, _merge
+    from povsim.config import merge
     from povsim.experiments import Experiment
 
     points = min(len(QUOTA_SCALES), runs)
     if runs % points:
         raise SystemExit(f"--runs {runs}: use a multiple of {points} (sweep points)")
-    base = _merge(Config, Config().to_dict(), {
+    base = merge({
         "name": "sweep_benchmark",
         "seed": 20140401,
         "simulation": {"start": "2014-01", "end": "2016-12", "burn_in_years": 1},

@@ -409,11 +409,6 @@ def patch(config: Config, overrides: dict[str, Any]) -> Config:
     return validate(apply_overrides(config.to_dict(), flatten(overrides)))
 
 
-# the names povsim's own modules used before these were public
-_validate = validate
-_apply_overrides = apply_overrides
-
-
 def read_toml(path: str | Path, kind: str) -> dict[str, Any]:
     """A TOML file's contents; a missing file or malformed TOML is a :class:`ConfigError` naming ``kind``."""
     path = Path(path)
@@ -458,11 +453,6 @@ def merge(data: dict[str, Any], defaults: dict[str, Any] | None = None, prefix: 
         else:
             out[name] = value
     return out
-
-
-def _merge(model, defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """:func:`merge` with the old argument order (the whole config's ``model`` is implied)."""
-    return merge(data, defaults)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

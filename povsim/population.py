@@ -46,8 +46,6 @@ from .config import Config
 
 __all__ = ["Households", "Villages", "Population", "build_population", "allocate", "structure"]
 
-STREAM_POPULATION = 1  #: household size, labour, income deviation, initial state
-STREAM_COUNTY = 2  #: county and province income effects (id = county or province index)
 MAX_SIZE = 8
 
 
@@ -116,7 +114,7 @@ def _antithetic_normal(k0, k1, unit, index):
     whatever the number of units, so a small population's income level does not depend
     on a lucky or unlucky handful of county or province draws.
     """
-    u0, u1, _, _ = rng.draw4(k0, k1, STREAM_COUNTY, unit // 2, 0, index)
+    u0, u1, _, _ = rng.draw4(k0, k1, rng.STREAM_COUNTY, unit // 2, 0, index)
     z, _ = rng.box_muller(u0, u1)
     return z if unit % 2 == 0 else -z
 
@@ -138,13 +136,13 @@ def _build_household(
     connected_share, informal_share, coverage_formal, coverage_informal,
 ):
     """Draw the fixed traits and initial state of household ``i`` (global id ``gid``)."""
-    u_size, z_a, z_b, _ = rng.draw4(k0, k1, STREAM_POPULATION, gid, 0, 0)
+    u_size, z_a, z_b, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 0)
     size = 1
     while size < size_cdf.shape[0] and u_size >= size_cdf[size - 1]:
         size += 1
     workers = 0
     for block in range(2):  # up to 8 members, 4 uniforms per call
-        w = rng.draw4(k0, k1, STREAM_POPULATION, gid, 0, 1 + block)
+        w = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 1 + block)
         for j in range(4):
             if 4 * block + j < size and w[j] < worker_probability:
                 workers += 1
@@ -155,7 +153,7 @@ def _build_household(
     hh.workers[i] = workers
     hh.level[i] = county_mean + household_sd * z_level + labour_elasticity * elementary.log(share / expected)
     hh.persistent[i] = persistent_sd * z_persistent
-    u_connected, u_informal, u_covered, _ = rng.draw4(k0, k1, STREAM_POPULATION, gid, 0, 3)
+    u_connected, u_informal, u_covered, _ = rng.draw4(k0, k1, rng.STREAM_POPULATION, gid, 0, 3)
     flags = 0
     if u_connected < connected_share:
         flags |= FLAG_CONNECTED

@@ -35,6 +35,8 @@ from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 import numba as nb
 import numpy as np
 
+from ..schema import parse_month
+
 __all__ = [
     "Component", "State", "Draw", "Count", "Bins", "Column", "Route", "NO_MONTH", "FLAG_REGISTERED",
     "FLAG_POOR", "FLAG_CONNECTED", "FLAG_COVERED", "MONTH_ORIGIN", "NEVER",
@@ -237,6 +239,4 @@ def add_binned(acc, base, bins, value):
 
 def month_or_never(enabled: bool, text: str) -> int:
     """A config month as a month index, or NO_MONTH when its rule is disabled."""
-    from ..schema import parse_month
-
     return parse_month(text) if enabled else NO_MONTH

@@ -185,9 +185,10 @@ class PovertyModel(mesa.Model):
                         self.key[1], self.acc, self.scratch)
         household_args = village_args[:3] + (0,) + village_args[3:]
         modules = {m.COMPONENT.name: m for m in (importlib.import_module(f"povsim.components.{name}") for name in MODULES)}
-        self._village_steps = [
-            (step, _compiled(getattr(modules[step.component], step.hook), village_args))
-            for step in S.SCHEDULE if step.level == "village"
+        #: each step of the schedule with its compiled village hook (None for a household step)
+        self._steps = [
+            (step, _compiled(getattr(modules[step.component], step.hook), village_args) if step.level == "village" else None)
+            for step in S.SCHEDULE
         ]
         self._phase = {
             "1": _compiled(S.household_update, household_args),
@@ -200,12 +201,6 @@ class PovertyModel(mesa.Model):
     @property
     def done(self) -> bool:
         return self.month > self.timeline.end
-
-    def _village_hook(self, step):
-        for known, hook in self._village_steps:
-            if known is step:
-                return hook
-        raise KeyError(step)  # pragma: no cover - every village step is resolved in __init__
 
     def step(self) -> None:
         """Simulate one month, every village in turn (see the module docstring)."""
@@ -225,12 +220,12 @@ class PovertyModel(mesa.Model):
         quiet = m < p.time.quiet_until
         for v, village in enumerate(self.villages):
             done_phases = set()
-            for step in S.SCHEDULE:
+            for step, hook in self._steps:
                 if quiet and step.phase in S.QUIET_PHASES:
                     break
-                if step.level == "village":
-                    self._village_hook(step)(self.households, self.village_state, v, self.first_id, m, self.line, p,
-                                             self.key[0], self.key[1], self.acc, self.scratch)
+                if hook is not None:
+                    hook(self.households, self.village_state, v, self.first_id, m, self.line, p, self.key[0],
+                         self.key[1], self.acc, self.scratch)
                 elif step.phase not in done_phases:  # the phase's household steps, agent by agent
                     village.do(_PHASE_METHOD[step.phase])
                     done_phases.add(step.phase)
