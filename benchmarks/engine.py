@@ -17,11 +17,13 @@ What is measured, in one run
    ``benchmarks/numpy_step.py`` is compared word for word with
    :mod:`povsim.rng` (Random123 known answers, a sample of arbitrary counters
    and keys, and the engine's own (household, month, stream, index) layout).
-   Then engine and NumPy step run side by side from the same population for 24
-   months (12 of burn-in, 12 reported, with the registration in the 18th month
-   so that assessments and transfers are exercised); monthly totals are
-   compared slot by slot and households whose poor or registered status
-   ever differs are counted.
+   Then engine and NumPy step run side by side from the same population for 36
+   months (12 of burn-in, 24 reported, with the registration in the 18th month
+   so that assessments and transfers are exercised, and two reported Decembers
+   so that the year-to-year poverty flows and the income bins are); monthly
+   totals are compared slot by slot, households whose poor or registered
+   status ever differs are counted, and so are households whose state differs
+   at the end.
 3. **Throughput** at each size.  After a warm-up (one month of a 1,000-household
    Simulation, so nothing below includes compilation), for each size:
 
@@ -94,6 +96,7 @@ from povsim.population import FLAG_POOR, FLAG_REGISTERED, Households, build_popu
 from povsim.components import make_params
 from povsim.components import income
 from povsim.components.income import DRAW_INCOME
+from povsim.components.poverty import describe as describe_poverty
 from povsim.components.schedule import scratch
 from povsim.timeline import Timeline
 
@@ -155,8 +158,12 @@ ALL_RULES_2019 = {
 }
 
 
-def bench_config(households: int, months: int, registration: str = "2013-10") -> povsim.Config:
-    """The one-time model with one burn-in year and enough simulated months for ``months`` steps."""
+def bench_config(households: int, months: int, registration: str = "2013-10",
+                 overrides: dict | None = None) -> povsim.Config:
+    """The one-time model with one burn-in year and enough simulated months for ``months`` steps.
+
+    ``overrides`` (dotted keys) are applied last, e.g. ``{"poverty.concept": "rolling_12m"}``.
+    """
     first = parse_month(START) - 12 * BURN_IN_YEARS
     end = max(first + months - 1, parse_month("2013-12"))
     return povsim.load_config(
@@ -168,6 +175,7 @@ def bench_config(households: int, months: int, registration: str = "2013-10") ->
             "simulation.end": format_month(end),
             "policy.registration.month": registration,
             **ONETIME,
+            **(overrides or {}),
         },
     )
 
@@ -263,9 +271,24 @@ def check_philox(samples: int = 2048, households: int = 100_000) -> dict:
     }
 
 
-def check_step(households: int = VERIFY_HOUSEHOLDS) -> dict:
-    """Engine and NumPy step side by side for every month of a run that includes the registration."""
-    cfg = bench_config(households, 24, registration="2013-06")
+#: the slots whose totals over the run :func:`check_step` reports, to show that the comparison exercised them
+#: (binned counts summed over their bins, counts by route over their routes)
+EXERCISED = ("newly_poor_monthly", "newly_poor_annual", "exits_from_poverty_annual", "returns_to_poverty_annual",
+             "gap_fx", "people_by_income", "registered_people_by_income", "supported_people_by_income",
+             "newly_identified", "entered_nonpoor", "delay_count")
+_BY_ROUTE = ("newly_identified", "entered_nonpoor", "delay_count")
+
+
+def check_step(households: int = VERIFY_HOUSEHOLDS, months: int = 36, overrides: dict | None = None) -> dict:
+    """Engine and NumPy step side by side for every month of a run that includes the registration.
+
+    The run starts in January 2012 (one burn-in year, so ``record_start`` is December
+    2012) and has ``months`` months: the default 36 reach December 2014, the second
+    December after ``record_start``, so the year-to-year flows (returns to poverty
+    among them) and the December income bins are compared.  ``overrides`` change the
+    model (the poverty concept, say) within what the NumPy step implements.
+    """
+    cfg = bench_config(households, months, registration="2013-06", overrides=overrides)
     sim = Simulation(cfg)
     mine = Households(*(a.copy() for a in sim.population.households))
     params = make_params(cfg)
@@ -273,10 +296,12 @@ def check_step(households: int = VERIFY_HOUSEHOLDS) -> dict:
     registered_ever = np.zeros(households, bool)
     slot_cells = 0
     max_diff = {"poor": 0, "registered": 0, "all slots": 0}
-    months = 0
+    stepped = 0
+    run_totals = np.zeros(M.N_SLOTS, np.int64)
     while not sim.done:
         m = sim.month
         theirs = sim.step()
+        run_totals += theirs
         ours = numpy_step.month_step(mine, 0, m, sim.timeline.line(m), params, *sim.key)
         diff = np.abs(theirs - ours)
         slot_cells += int(np.count_nonzero(diff))
@@ -286,18 +311,24 @@ def check_step(households: int = VERIFY_HOUSEHOLDS) -> dict:
         flags_diff = sim.population.households.flags ^ mine.flags
         poor_ever |= (flags_diff & FLAG_POOR) != 0
         registered_ever |= (flags_diff & FLAG_REGISTERED) != 0
-        months += 1
+        stepped += 1
     state_diff = np.zeros(households, bool)
     for a, b in zip(sim.population.households, mine):
         state_diff |= (a != b) if a.ndim == 1 else (a != b).any(axis=1)
+    exercised = {}
+    for name in EXERCISED:
+        width = M.BINS[name].bins if name in M.BINS else (M.N_ROUTES if name in _BY_ROUTE else 1)
+        exercised[name] = int(run_totals[M.SLOTS[name] : M.SLOTS[name] + width].sum())
     return {
         "households": households,
-        "months": months,
+        "months": stepped,
         "registration_month": cfg.policy.registration.month,
+        "poverty": describe_poverty(cfg.poverty),
+        "exercised": exercised,
         "registered_at_end": int(theirs[M.REGISTERED]),
         "poor_at_end": int(theirs[M.POOR]),
         "differing_total_cells": slot_cells,
-        "total_cells": months * M.N_SLOTS,
+        "total_cells": stepped * M.N_SLOTS,
         "max_abs_diff": max_diff,
         "households_poor_status_ever_differs": int(poor_ever.sum()),
         "households_registered_ever_differs": int(registered_ever.sum()),
@@ -535,7 +566,7 @@ def print_report(res: dict) -> None:
     v = res["step_check"]
     print(f"NumPy step vs engine, {v['households']:,} households x {v['months']} months "
           f"(registration {v['registration_month']}: {v['registered_at_end']:,} registered, "
-          f"{v['poor_at_end']:,} poor at the end):")
+          f"{v['poor_at_end']:,} poor at the end; poverty: {v['poverty']}):")
     print(f"  monthly totals: {v['differing_total_cells']} of {v['total_cells']} (month, slot) cells differ; "
           f"max |diff| poor {v['max_abs_diff']['poor']}, registered {v['max_abs_diff']['registered']}, "
           f"any slot {v['max_abs_diff']['all slots']}")

@@ -10,26 +10,45 @@ This module re-implements, with whole-array NumPy operations and no Numba,
   (:func:`month_step`): illness and job transitions, support of registered
   households (transfer, higher reimbursement, faster re-employment, development
   capacity), AR(1) persistent and transitory income, trend, losses, medical bill,
-  the int16 12-month ring of per-capita net income, the 12-month medical spending,
-  poverty against the line, the date a household fell poor, the registration
-  and its detection delays, catastrophic health spending, and the same metric counts (the int64 slots of
-  :mod:`povsim.metrics`).  :func:`check_params` refuses parameters with any
-  other rule switched on.
+  the int16 12-month ring of per-capita income (before medical spending, or net of
+  it under ``poverty.deduct_medical``), the 12-month medical spending;
+* true poverty under either concept (``poverty.concept``: assessed each December and
+  held for the year, or every month over the last 12 months; nothing assessed
+  before ``record_start``), with or without ``poverty.consumption_test``: the
+  poverty flag, the date a household fell poor (never set at ``record_start``), the
+  uint16 poverty gap ratio at the last assessment, the December flags and the
+  year-to-year flows counted in December, the monthly crossings;
+* the registration (entries, people, first registrations and re-registrations after
+  an exit, entrants not poor, detection delays), catastrophic health spending, and
+  every metric count (the int64 slots of :mod:`povsim.metrics`), among them the gap
+  sums from the stored gap and, in December, people, registered and supported people
+  by income bin (:func:`income_bin`).
+
+:func:`check_params` refuses parameters with any other rule switched on.
 
 It works on the engine's own state (a :class:`povsim.population.Households`)
 and parameters (:func:`povsim.components.make_params`), in place, so the two can be
 run side by side from the same population and compared.  The population is
 processed in chunks of ``chunk`` households, so temporaries stay bounded
-(about 200 bytes per household of a chunk at peak, some 50 MiB for the default
-2**18) whatever the population size.
+whatever the population size: at peak about 200 bytes per household of a chunk in
+a burn-in month and up to about 300 in the registration month or a reported
+December (some 50 to 75 MiB for the default 2**18).
 
 Arithmetic follows the Numba code operation by operation (same order, float64
 throughout, half-to-even rounding as Numba's ``round``), so results are the same
-up to the last bit of NumPy's exp/log/sin/cos against the compiled libm; such
-one-ulp differences can, rarely, move a stored yuan amount and with it a
-household's poverty status.  One known divergence: a non-finite net income
-(impossible with sane parameters) is stored as 0 by Numba for NaN, while here
-it gives NumPy's undefined NaN-to-int16 cast.
+up to the last bit of NumPy's exp/log/sin/cos against :mod:`povsim.elementary`;
+such one-ulp differences can, rarely, move a stored yuan amount and with it a
+household's poverty status (or, under the consumption test, its consumption across
+the line or the margin).  The income bins are the same kind of case: NumPy's log
+differs from :func:`povsim.elementary.log` by one ulp for about 1% of arguments, so
+a quotient within an ulp of a bin edge could fall on either side of it.  For the
+incomes that occur (the 12-month income is a whole number of yuan) and the default
+lines no such case exists: every whole-yuan income the int16 record can sum to
+falls in the same bin under every default line (checked exhaustively by the test
+suite); under another line a one-ulp difference could, in principle, move a
+household into the neighbouring bin.  One known divergence: a non-finite net
+income (impossible with sane parameters) is stored as 0 by Numba for NaN, while
+here it gives NumPy's undefined NaN-to-int16 cast.
 
 There is no random state anywhere: every draw is a pure function of the counter
 and key, as in :mod:`povsim.rng`.
@@ -44,8 +63,13 @@ import numpy as np
 
 from povsim import metrics as M
 from povsim.components import Households, Params, component, rule_starts
-from povsim.components.base import FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, NO_MONTH
+from povsim.components.base import (
+    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_POOR_DECEMBER, FLAG_POOR_EARLIER, FLAG_REGISTERED, MONTH_ORIGIN, NEVER,
+    NO_MONTH,
+)
+from povsim.components.census import INCOME_BINS, LOG_STEP, RATIO_LOW
 from povsim.components.income import STREAM_SHOCKS
+from povsim.components.poverty import MONTHS_TO_RETURN
 from povsim.components.registration import METHOD_THRESHOLD, STREAM_ASSESSMENT
 from povsim.components.registration import ROUTE_CODE as ROUTE_REGISTRATION
 from povsim.components.support import CAPACITY_SCALE
@@ -67,7 +91,7 @@ def check_params(p: Params) -> None:
     if on:
         raise ValueError(f"the NumPy step runs the one-time threshold registration only; switch off: {', '.join(on)}")
 
-__all__ = ["philox4x32_10", "uniform", "month_step", "check_params", "DEFAULT_CHUNK"]
+__all__ = ["philox4x32_10", "uniform", "income_bin", "month_step", "check_params", "DEFAULT_CHUNK"]
 
 DEFAULT_CHUNK = 2**18  #: households per chunk
 
@@ -143,13 +167,53 @@ def _box_muller(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return r * np.cos(theta), r * np.sin(theta)
 
 
+def income_bin(income: np.ndarray, line: float) -> np.ndarray:
+    """The bin of each per-capita income relative to the line, as :func:`povsim.components.census.income_bin`.
+
+    NumPy's log stands for :func:`povsim.elementary.log` (see the module docstring
+    on where the two may differ).
+    """
+    ratio = income / line
+    b = np.zeros(ratio.shape, np.int64)
+    above = ratio >= RATIO_LOW
+    steps = np.log(ratio[above] / RATIO_LOW) / LOG_STEP
+    b[above] = np.minimum(1 + steps.astype(np.int64), INCOME_BINS - 1)
+    return b
+
+
+def _assess(hh: Households, income: np.ndarray, month: int, line: float, supported: np.ndarray,
+            p: Params) -> np.ndarray:
+    """The poverty test of :func:`povsim.components.poverty.is_poor`, element-wise.
+
+    With the consumption test, consumption is the permanent income of
+    :func:`povsim.components.poverty.consumption`, from the state as the month
+    has already updated it (persistent component and capacity).
+    """
+    if not p.poverty.consumption_test:
+        return income < line
+    log_income = hh.level.astype(np.float64)
+    log_income += p.income.trend_per_month * (month - p.income.base_month)
+    log_income += hh.persistent.astype(np.float64)
+    log_income += hh.capacity.astype(np.float64) / CAPACITY_SCALE
+    with np.errstate(over="ignore"):
+        spent = np.exp(log_income)
+    spent += np.where(supported, 12.0 * p.support.transfer, 0.0)
+    high = p.poverty.consumption_margin * line
+    return ((income < line) & (spent < high)) | ((spent < line) & (income < high))
+
+
 def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Params, k0: int, k1: int,
                  acc: np.ndarray) -> None:
     """One month for the households in ``hh`` (views of one chunk), global ids ``gid``; adds to ``acc``."""
     size_f = hh.size.astype(np.float64)
+    size = hh.size.astype(np.int64)
+    flags_old = hh.flags.copy()
+    flags = flags_old.copy()  # the flags as the month's phases change them, written back at the end
     ill_old = hh.illness
-    registered_old = (hh.flags & FLAG_REGISTERED) != 0
+    registered_old = (flags_old & FLAG_REGISTERED) != 0
     supported = registered_old  # no exits without reviews, so no transition support
+    report = month >= p.time.report_start  # the metrics of a burn-in month are not counted
+    december = month % 12 == 11
 
     # a. shocks: draw indices 0 and 1 in one broadcast Philox call, shape (2, n)
     w0, w1, w2, w3 = philox4x32_10(gid, month, STREAM_SHOCKS, _INDEX_01, k0, k1)
@@ -198,39 +262,75 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
         with np.errstate(over="ignore"):
             bill = np.exp(p.illness.bill_log_median + p.illness.bill_sd * z_bill)
         medical[sick] = bill * (1.0 - np.where(supported[sick], p.support.reimbursement, p.illness.reimbursement))
-    # net = (gross + transfer) - medical / size, the Numba order
+    # the record's income = (gross + transfer) - medical / size, the Numba order; the medical
+    # spending is deducted only under poverty.deduct_medical (x - 0.0 is x, so the others need nothing)
     net = gross + np.where(supported, p.support.transfer, 0.0)
-    if sick.size:
+    if sick.size and p.poverty.deduct_medical:
         net[sick] -= medical[sick] / size_f[sick]
     stored = np.floor(net + 0.5)
     np.clip(stored, -32768.0, 32767.0, out=stored)
     ring = hh.net_income
     ring[:, month % ring.shape[1]] = stored.astype(np.int16)
     hh.medical_12m[:] = hh.medical_12m.astype(np.float64) * (11.0 / 12.0) + medical
+    hh.illness[:] = illness
+    hh.unemployed[:] = unemployed
+    hh.persistent[:] = persistent  # rounded to float32, as the Numba store (the consumption test reads it)
 
-    # d. true poverty: exact integer sum of the 12 stored months
+    # d. true poverty: exact integer sum of the 12 stored months, assessed from record_start on,
+    #    in December (calendar year) or every month (rolling 12 months); the status is held between
     income = ring.sum(axis=1, dtype=np.int64).astype(np.float64)
-    poor = income < line
-    was_poor = (hh.flags & FLAG_POOR) != 0
-    if month <= p.time.record_start:  # before 12 months of history: onsets are not recorded
-        newly_poor = np.zeros_like(poor)
-        hh.poor_since[:] = NEVER
-    else:
-        newly_poor = poor & ~was_poor
-        hh.poor_since[newly_poor] = month - MONTH_ORIGIN
+    if month >= p.time.record_start and (december or not p.poverty.calendar_year):
+        poor_now = _assess(hh, income, month, line, supported, p)
+        if month == p.time.record_start:
+            hh.poor_since[:] = NEVER  # poor (if at all) since before the record: onset unknown
+        else:
+            newly_poor = poor_now & ((flags_old & FLAG_POOR) == 0)
+            hh.poor_since[newly_poor] = month - MONTH_ORIGIN
+            if report:
+                exit_month = hh.exit_month.astype(np.int64)
+                exited_recently = (exit_month != NEVER) & (month - MONTH_ORIGIN - exit_month <= MONTHS_TO_RETURN)
+                acc[M.NEWLY_POOR_MONTHLY] += np.count_nonzero(newly_poor)
+                acc[M.RETURN_TO_POVERTY_MONTHLY] += np.count_nonzero(newly_poor & ~registered_old & exited_recently)
+        gap = (line - np.maximum(income, 0.0)) / line
+        hh.gap[:] = np.where(poor_now & (gap > 0.0), np.rint(gap * M.GAP_SCALE), 0.0).astype(np.uint16)
+        flags = np.where(poor_now, flags | np.uint8(FLAG_POOR), flags & np.uint8(0xFF ^ FLAG_POOR))
+        if december:
+            was_poor = (flags & FLAG_POOR_DECEMBER) != 0
+            if report and month - 12 >= p.time.record_start:  # the December before was assessed
+                entered = poor_now & ~was_poor
+                returned = entered & ((flags & FLAG_POOR_EARLIER) != 0)
+                left = was_poor & ~poor_now
+                for slot, people, which in ((M.NEWLY_POOR_ANNUAL, M.NEWLY_POOR_ANNUAL_PEOPLE, entered),
+                                            (M.RETURNS_TO_POVERTY_ANNUAL, M.RETURNS_TO_POVERTY_ANNUAL_PEOPLE, returned),
+                                            (M.EXITS_FROM_POVERTY_ANNUAL, M.EXITS_FROM_POVERTY_ANNUAL_PEOPLE, left)):
+                    acc[slot] += np.count_nonzero(which)
+                    acc[people] += size[which].sum()
+            flags = flags | np.where(was_poor, np.uint8(FLAG_POOR_EARLIER), np.uint8(0))
+            flags = np.where(poor_now, flags | np.uint8(FLAG_POOR_DECEMBER), flags & np.uint8(0xFF ^ FLAG_POOR_DECEMBER))
+    poor = (flags & FLAG_POOR) != 0  # the status held (as assessed this month, or at the last assessment)
 
     # e. the one-time registration by a noisy assessment (household phase 3 in the engine)
-    registered = registered_old
     if month == p.registration.month:
         a0, a1, _, _ = philox4x32_10(gid, month, STREAM_ASSESSMENT, 0, k0, k1)
         z = _box_muller_cos(uniform(a0), uniform(a1))
         with np.errstate(over="ignore"):
             entering = ~registered_old & ((income <= 0.0) | (income * np.exp(p.registration.assessment_sd * z) < line))
-        registered = registered_old | entering
+        ever = (flags & FLAG_EVER_REGISTERED) != 0
+        first_time = entering & ~ever
+        again = entering & ever & (hh.exit_month != NEVER)  # after an exit (a look-back removal is neither)
+        flags = flags | np.where(entering, np.uint8(FLAG_REGISTERED | FLAG_EVER_REGISTERED), np.uint8(0))
         hh.route[entering] = ROUTE_REGISTRATION
+        hh.pending_route[entering] = 0
+        hh.pending_month[entering] = NEVER
+        hh.support_left[entering] = 0
         r = ROUTE_REGISTRATION
         acc[M.ASSESSED_REGISTRATION] += gid.shape[0]
         acc[M.ENTERED + r] += np.count_nonzero(entering)
+        acc[M.ENTERED_PEOPLE + r] += size[entering].sum()
+        acc[M.NEWLY_IDENTIFIED + r] += np.count_nonzero(first_time)
+        acc[M.NEWLY_IDENTIFIED_PEOPLE + r] += size[first_time].sum()
+        acc[M.RE_REGISTERED + r] += np.count_nonzero(again)
+        acc[M.RE_REGISTERED_PEOPLE + r] += size[again].sum()
         acc[M.ENTERED_NONPOOR + r] += np.count_nonzero(entering & ~poor)
         found = entering & poor
         since = hh.poor_since[found].astype(np.int64)
@@ -240,27 +340,20 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
         acc[M.DELAY_COUNT + r] += delay.shape[0]
         bins = np.bincount(np.clip(delay, 0, M.DELAY_BINS - 1), minlength=M.DELAY_BINS)
         acc[M.DELAY_HIST + r * M.DELAY_BINS : M.DELAY_HIST + (r + 1) * M.DELAY_BINS] += bins
+    registered = (flags & FLAG_REGISTERED) != 0
+    hh.flags[:] = flags
 
-    # write back (bits other than registered and poor are kept)
-    hh.illness[:] = illness
-    hh.unemployed[:] = unemployed
-    hh.persistent[:] = persistent  # rounded to float32, as the Numba store
-    keep = hh.flags & np.uint8(0xFF ^ (FLAG_REGISTERED | FLAG_POOR))
-    hh.flags[:] = keep | registered * np.uint8(FLAG_REGISTERED) | poor * np.uint8(FLAG_POOR)
-
-    # metrics (int64 slots, as the components add them); a burn-in month counts none, as in the engine
-    if month < p.time.report_start:
+    # f. metrics (int64 slots, as the census adds them); a burn-in month counts none, as in the engine
+    if not report:
         return
-    size = hh.size.astype(np.int64)
     size_poor = size[poor]
-    gap = (line - np.maximum(income[poor], 0.0)) / line
+    gap = hh.gap.astype(np.int64)  # 0 unless poor
     acc[M.HOUSEHOLDS] += size.shape[0]
     acc[M.PEOPLE] += size.sum()
     acc[M.POOR] += size_poor.shape[0]
     acc[M.POOR_PEOPLE] += size_poor.sum()
-    acc[M.GAP_FX] += (size_poor * np.rint(gap * M.FX_SCALE).astype(np.int64)).sum()
-    acc[M.SEVERITY_FX] += (size_poor * np.rint(gap * gap * M.FX_SCALE).astype(np.int64)).sum()
-    acc[M.NEWLY_POOR] += np.count_nonzero(newly_poor)
+    acc[M.GAP_FX] += (size * gap).sum()
+    acc[M.SEVERITY_FX] += (size * gap * gap).sum()
     acc[M.SUPPORTED] += np.count_nonzero(supported)
     acc[M.REGISTERED] += np.count_nonzero(registered)
     acc[M.REGISTERED_PEOPLE] += size[registered].sum()
@@ -276,6 +369,14 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     if p.support.transfer > 0.0:
         paid = size_f[supported]
         acc[M.TRANSFERS_FEN] += np.rint(p.support.transfer * paid * 100.0).astype(np.int64).sum()
+    if december:  # people, registered people and supported people by the year's income over the line
+        b = income_bin(income, line)
+        everyone = np.ones(b.shape, bool)
+        for base, who in ((M.PEOPLE_BY_INCOME, everyone), (M.REGISTERED_PEOPLE_BY_INCOME, registered),
+                          (M.SUPPORTED_PEOPLE_BY_INCOME, supported)):
+            # people per bin: a weighted bincount, whose float64 sums of whole numbers are exact below 2**53
+            people = np.bincount(b[who], weights=size_f[who], minlength=INCOME_BINS)
+            acc[base : base + INCOME_BINS] += people.astype(np.int64)
 
 
 def month_step(hh: Households, first_id: int, month: int, line: float, p: Params, k0: int, k1: int,

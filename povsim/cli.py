@@ -239,7 +239,12 @@ def _load(args: argparse.Namespace):
 
 
 def format_summary(summary) -> str:
-    """The per-year table as printed: counts, and rates in percent."""
+    """The per-year table as printed: counts, and rates in percent.
+
+    ``first_reg`` and ``re_reg`` are the registry's first registrations and re-registrations
+    after an exit; ``newly_poor``, ``left_poverty`` and ``returned`` the year-to-year
+    (December to December) flows into, out of and back into poverty.
+    """
     table = summary.copy()
     for col in ("headcount_rate", "exclusion_error", "inclusion_error", "missed_rate"):
         table[col] = (100 * table[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
@@ -250,6 +255,11 @@ def format_summary(summary) -> str:
             "exclusion_error": "exclusion %",
             "inclusion_error": "inclusion %",
             "missed_rate": "missed %",
+            "newly_identified": "first_reg",
+            "re_registered": "re_reg",
+            "newly_poor_annual": "newly_poor",
+            "exits_from_poverty_annual": "left_poverty",
+            "returns_to_poverty_annual": "returned",
             "cost_total": "cost (M yuan)",
         }
     )

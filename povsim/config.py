@@ -86,7 +86,7 @@ class SimulationConfig(Section):
         5,
         "years",
         "long enough for the AR(1) component (rho=0.98/month) and shock states to reach steady state",
-        "years simulated before `start`, without policy, and not reported",
+        "years simulated before `start`'s year (from January), without policy, and not reported",
         ge=1,
         le=50,
     )

@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 
 from .components import BINS, CHANNELS as _CHANNELS, COLUMNS as COLUMN_INFO, N_ROUTES, N_SLOTS, ROUTE_NAMES, SLOTS
-from .components.census import CATASTROPHIC_SHARE, FX_SCALE  # noqa: F401  (re-exported)
+from .components.census import CATASTROPHIC_SHARE, cgh_index, coverage_by_decile  # noqa: F401  (re-exported)
+from .components.poverty import GAP_SCALE  # noqa: F401  (re-exported)
 from .components.registration import DELAY_BINS  # noqa: F401  (re-exported)
 
 # --- accumulator slots, as the components' counts laid them out (povsim.components.SLOTS) --
 for _name, _slot in SLOTS.items():
     globals()[_name.upper()] = _slot
 FLAGGED = SLOTS["flags"]  #: + route: households sent to verification by a channel
-RETURNS = SLOTS["return_to_poverty"]  #: fell poor again within 12 months of exiting
 DELAY_HIST = SLOTS["detection_delay"]  #: + route * DELAY_BINS + bin
 
 CHANNELS = _CHANNELS
@@ -75,17 +75,19 @@ class Counts:
 
     ``c["poor"]`` is the count's column (int64, one row per month); ``c.route("flags",
     "data")`` one route's; ``c.routes("verified")`` every route's (months x routes);
-    ``c.ratio(num, den)`` a ratio that is NaN where ``den`` is 0; ``c.costs`` the unit
-    costs (``policy.cost``); ``c.data_running`` whether the data system runs each month.
+    ``c.ratio(num, den)`` a ratio that is NaN where ``den`` is 0; ``c.bins("people_by_income")``
+    a binned count (months x bins); ``c.year_total(x)`` and ``c.last_december(x)`` a
+    column's sum over the calendar year and its value the December before, in December
+    rows (NaN elsewhere); ``c.costs`` the unit costs (``policy.cost``);
+    ``c.data_running`` whether the data system runs each month.
     """
 
-    fx_scale = FX_SCALE
-
-    def __init__(self, totals: np.ndarray, costs=None, data_running=None):
+    def __init__(self, totals: np.ndarray, costs=None, data_running=None, months=None):
         self.totals = totals
         self.costs = _NoCosts() if costs is None else costs
-        months = totals.shape[0]
-        self.data_running = np.zeros(months, bool) if data_running is None else np.asarray(data_running, bool)
+        n = totals.shape[0]
+        self.months = np.arange(n, dtype=np.int64) if months is None else np.asarray(months, np.int64)
+        self.data_running = np.zeros(n, bool) if data_running is None else np.asarray(data_running, bool)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.totals[:, SLOTS[name]]
@@ -95,6 +97,29 @@ class Counts:
 
     def routes(self, name: str) -> np.ndarray:
         return self.totals[:, SLOTS[name] : SLOTS[name] + N_ROUTES]
+
+    def bins(self, name: str) -> np.ndarray:
+        return self.totals[:, SLOTS[name] : SLOTS[name] + BINS[name].bins]
+
+    def year_total(self, values) -> np.ndarray:
+        """In each December row, ``values`` summed over that year's rows; NaN in other months."""
+        values = np.asarray(values, np.float64)
+        years = self.months // 12
+        out = np.full(values.shape, np.nan)
+        for r in np.flatnonzero(self.months % 12 == 11):
+            out[r] = values[years == years[r]].sum()
+        return out
+
+    def last_december(self, values) -> np.ndarray:
+        """In each December row, ``values`` in the December before (NaN if not reported, and in other months)."""
+        values = np.asarray(values, np.float64)
+        row = {m: r for r, m in enumerate(self.months)}
+        out = np.full(values.shape, np.nan)
+        for r in np.flatnonzero(self.months % 12 == 11):
+            before = row.get(self.months[r] - 12)
+            if before is not None:
+                out[r] = values[before]
+        return out
 
     ratio = staticmethod(_ratio)
 
@@ -107,7 +132,7 @@ def derive(totals: np.ndarray, months: list[int], costs=None, data_running=None)
     says, per month, whether the data system runs.
     """
     t = np.asarray(totals, dtype=np.int64).reshape(len(months), N_SLOTS)
-    c = Counts(t, costs, data_running)
+    c = Counts(t, costs, data_running, months)
     data: dict[str, object] = {
         "month": pd.to_datetime([f"{m // 12:04d}-{m % 12 + 1:02d}-01" for m in months]),
         "year": np.asarray([m // 12 for m in months], np.int64),
@@ -161,15 +186,40 @@ def delay_histogram(totals: np.ndarray) -> pd.DataFrame:
 
 
 def yearly_summary(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per year: year-end (last simulated month's) stocks; flows and costs summed over the year."""
+    """One row per year: year-end (last simulated month's) stocks; flows and costs summed over the year.
+
+    The year-to-year poverty flows (``*_annual``) are December-to-December counts; the
+    registry's flows (``newly_identified``, ``re_registered``) are entries in the year.
+    """
     stocks = ["households", "poor", "headcount_rate", "registered", "exclusion_error", "inclusion_error", "missed_rate"]
-    flows = ["newly_poor", "exited", "wrong_exit", "return_to_poverty"]
+    flows = ["newly_identified", "re_registered", "exited", "wrong_exit", "newly_poor_annual",
+             "exits_from_poverty_annual", "returns_to_poverty_annual"]
     last = metrics.groupby("year", sort=True).tail(1).set_index("year")
     out = last[stocks].copy()
     by_year = metrics.groupby("year", sort=True)
-    entries = [c for c in metrics.columns if c.startswith("entered_")]
+    entries = [f"entered_{r}" for r in ROUTES]
     out["entered"] = by_year[entries].sum().sum(axis=1)
     for c in flows:
         out[c] = by_year[c].sum()
     out["cost_total"] = by_year["cost_total"].sum()
     return out
+
+
+REGISTRY_FLOWS = ("newly_identified", "newly_identified_people", "re_registered", "re_registered_people")
+
+
+def registry_flows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The registry's flows per year and route: first registrations and re-registrations after exit.
+
+    Rows ``(year, route)``; columns households and people registered for the first
+    time (``newly_identified``) and registered again after exiting the register
+    (``re_registered``: the registry's "returned to poverty").
+    """
+    by_year = metrics.groupby("year", sort=True)
+    parts = []
+    for route in ROUTES:
+        part = by_year[[f"{name}_{route}" for name in REGISTRY_FLOWS]].sum()
+        part.columns = list(REGISTRY_FLOWS)
+        part["route"] = route
+        parts.append(part.reset_index())
+    return pd.concat(parts).set_index(["year", "route"]).sort_index(level=0, sort_remaining=False)

@@ -79,6 +79,7 @@ class Result:
 
         from . import __version__
         from . import metrics as M
+        from .components.poverty import describe as describe_poverty
 
         tl = timeline
         months = sorted(totals)
@@ -104,6 +105,7 @@ class Result:
             "first_simulated_month": format_month(tl.first),
             "first_reported_month": format_month(tl.start),
             "last_reported_month": format_month(tl.end),
+            "poverty_concept": describe_poverty(config.poverty),
             "wall_time_s": round(wall_time, 3),
             "household_months_per_s": round(households * tl.n_simulated / max(wall_time, 1e-9)),
             "bytes_per_household": round(float(structure["bytes_per_household"]), 3),

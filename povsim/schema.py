@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "ConfigError", "Section", "Month", "param", "parse_month", "format_month", "check_month",
+    "ConfigError", "Section", "Month", "param", "parse_month", "format_month", "check_month", "first_month",
     "SRC_ASSUMPTION", "SRC_NBS_LINE", "SRC_REG_2014",
 ]
 
@@ -67,6 +67,15 @@ def parse_month(text: str) -> int:
 def format_month(index: int) -> str:
     """A month index as ``"YYYY-MM"``."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def first_month(start: int, burn_in_years: int) -> int:
+    """The first simulated month: January of the year ``burn_in_years`` before ``start``'s year.
+
+    Starting in January makes every December of the run close a complete calendar year
+    of income, which the calendar-year poverty concept assesses.
+    """
+    return (start // 12 - burn_in_years) * 12
 
 
 def check_month(value: str) -> str:

@@ -8,7 +8,8 @@ Policy events (the one-time registration, the look-back window, each annual
 review), as each component declares them, and the months from which each
 discovery channel runs are listed here, so results can be labelled by event.
 
-A run simulates ``burn_in_years`` before ``simulation.start`` without policy and
+A run simulates ``burn_in_years`` before ``simulation.start``'s year (from January)
+without policy and
 without reporting, so the income distribution and the illness and job states
 reach their steady state and every household has 12 months of income history.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import components
 from .config import Config, format_month, parse_month
+from .schema import first_month
 
 __all__ = ["Timeline"]
 
@@ -38,7 +40,7 @@ class Timeline:
     def from_config(cls, cfg: Config) -> "Timeline":
         start = parse_month(cfg.simulation.start)
         end = parse_month(cfg.simulation.end)
-        first = start - 12 * cfg.simulation.burn_in_years
+        first = first_month(start, cfg.simulation.burn_in_years)
         table = cfg.poverty.lines
         first_year, last_year = min(table), max(table)
         # burn-in years before the first line use the first year's line (nothing is reported then)

@@ -24,7 +24,11 @@ regenerated when the model gained the identification rules (quota registration,
 look-back, annual reviews, discovery channels, verification, support, cost) and
 they became the defaults; rewritten with the metrics' columns in the order the
 components declare them (every cell unchanged, checked cell by cell), when the
-model was assembled from components.
+model was assembled from components; regenerated when poverty came to be measured
+as the NBS measures it (calendar-year per-capita income before medical spending,
+assessed each December; year-to-year flows; people; the registry's first
+registrations and re-registrations; CGH, coverage and churn) and the quota took the
+NBS end-2013 count as its basis (``quota_scale`` 1.086).
 
 The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved

@@ -180,7 +180,8 @@ def test_good_run_prints_the_yearly_table(good_run):
     # povsim.cli.format_summary: the columns of Result.summary(), rates in percent, cost in million yuan
     assert header.split() == [
         "households", "poor", "headcount", "%", "registered", "exclusion", "%", "inclusion", "%", "missed", "%",
-        "entered", "newly_poor", "exited", "wrong_exit", "return_to_poverty", "cost", "(M", "yuan)",
+        "entered", "first_reg", "re_reg", "exited", "wrong_exit", "newly_poor", "left_poverty", "returned",
+        "cost", "(M", "yuan)",
     ]
     saved = povsim.load_result(out)
     summary = saved.summary()

@@ -199,7 +199,7 @@ def test_slots_cover_every_count_once():
 def test_every_column_is_declared_once_with_a_definition_and_a_kind():
     assert list(M.COLUMNS) == list(C.COLUMNS)
     for name, info in C.COLUMNS.items():
-        assert info.definition and info.kind in ("time", "count", "ratio", "months", "cost", "yuan"), name
+        assert info.definition and info.kind in ("time", "count", "ratio", "index", "months", "cost", "yuan"), name
     assert [c for c in C.COLUMNS if c.startswith("flags_")] == [f"flags_{c}" for c in C.CHANNELS]
     assert [c for c in C.COLUMNS if c.startswith("entered_")] == [f"entered_{r.name}" for r in C.ROUTES]
 

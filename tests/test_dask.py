@@ -122,6 +122,7 @@ def whole():
     cfg = povsim.load_config(overrides={
         "seed": 2024, "population.households": 9000, "population.villages_per_county": 4,
         "population.provinces": 4,
+        "policy.channels.hotline.call_probability": 0.05,  # ten times the default: the hotline registers someone
     })
     return cfg, povsim.run(cfg)
 
@@ -196,7 +197,9 @@ def test_common_random_numbers_shrink_the_variance_of_differences(client, tmp_pa
         var_paired = np.var(paired[metric] - base[metric], ddof=1)
         var_independent = np.var(independent[metric] - base[metric], ddof=1)
         assert var_paired > 0
-        assert var_paired / var_independent < 0.1, (metric, var_paired / var_independent)
+        # a ratio of two variances from 8 pairs each: F(7, 7) noise around the true ratio; without
+        # common random numbers it would be about 1, and below 0.2 for all three metrics only by a rare chance
+        assert var_paired / var_independent < 0.2, (metric, var_paired / var_independent)
         assert compare.loc[("more_cadre", metric), "sd"] == pytest.approx(np.sqrt(var_paired))
 
 
@@ -291,7 +294,12 @@ def _finished_runs(out: Path) -> list[Path]:
     runs = out / "runs"
     if not runs.is_dir():
         return []
-    return [p.parent for p in runs.rglob("manifest.json") if not any(part.startswith(".") for part in p.parts)]
+    for _ in range(100):  # a run's temporary folder may be renamed into place while the tree is walked: walk again
+        try:
+            return [p.parent for p in runs.rglob("manifest.json") if not any(part.startswith(".") for part in p.parts)]
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"{runs} kept changing while it was listed")
 
 
 def test_a_killed_sweep_resumes_to_the_same_result(tmp_path):

@@ -31,7 +31,7 @@ EXPERIMENTS = sorted(
 HEADLINE = [
     "exclusion_error_mean", "inclusion_error_mean", "exclusion_error_end", "inclusion_error_end",
     "headcount_rate_end", "poor_household_months", "detection_delay_mean", "entered", "exited", "wrong_exit",
-    "return_to_poverty", "cost_total_yuan", "transfers_yuan",
+    "returns_to_poverty", "re_registered", "cost_total_yuan", "transfers_yuan",
 ]
 COMPARISON_FIGURES = ["exclusion_error.png", "headcount_rate.png", "inclusion_error.png"]
 #: what an experiment of several runs writes beside runs/ (see povsim.store)

@@ -139,7 +139,8 @@ def test_persistent_component_lag1_autocorrelation_is_rho():
 
 
 def test_zero_assessment_error_registers_exactly_the_poor():
-    m = povsim.run(cfg(20_000, {"policy.registration.assessment_sd": 0.0})).metrics
+    # the assessment reads the last 12 months' income: the poor of the rolling concept
+    m = povsim.run(cfg(20_000, {"policy.registration.assessment_sd": 0.0, "poverty.concept": "rolling_12m"})).metrics
     row = _month_row(m, "2014-10")
     assert row["registered"] == row["poor"] == row["poor_registered"] > 0
     assert row["exclusion_error"] == 0.0
@@ -273,7 +274,7 @@ def test_ratio_definitions(default_result):
 # --- poverty definition and state -----------------------------------------------------------------------
 
 
-def test_poor_flag_is_twelve_month_income_below_the_line(default_run):
+def test_poor_flag_is_the_year_income_below_the_year_line(default_run):
     sim, result = default_run
     hh = sim.population.households
     assert hh.net_income.dtype == np.int16 and hh.net_income.shape == (20_000, 12)
@@ -287,10 +288,11 @@ def test_poor_flag_is_twelve_month_income_below_the_line(default_run):
     last = result.metrics.iloc[-1]
     assert last["poor"] == poor.sum()
     assert last["poor_people"] == hh.size[poor].astype(np.int64).sum()
-    # the FGT1 gap recomputed from the stored incomes
-    gap = (line - np.maximum(income[poor], 0)) / line
+    # the FGT1 gap recomputed from the stored incomes (the gap ratio is kept in 1/65535)
+    gap = np.round((line - np.maximum(income[poor], 0)) / line * 65535) / 65535
     fgt1 = (hh.size[poor] * gap).sum() / hh.size.astype(np.int64).sum()
-    assert last["poverty_gap"] == pytest.approx(fgt1, rel=1e-6)
+    assert last["poverty_gap"] == pytest.approx(fgt1, rel=1e-12)
+    assert np.array_equal(hh.gap[poor], np.round(gap * 65535).astype(np.uint16)) and (hh.gap[~poor] == 0).all()
 
 
 def test_final_state_matches_last_month_counts(default_run):
@@ -331,13 +333,13 @@ def test_bytes_per_household(default_run):
         "illness": np.uint8, "unemployed": np.uint8, "flags": np.uint8, "net_income": np.int16,
         "medical_12m": np.float32, "capacity": np.uint16, "route": np.uint8, "pending_route": np.uint8,
         "support_left": np.uint8, "pending_month": np.int16, "poor_since": np.int16, "last_visit": np.int16,
-        "last_rejected": np.int16, "exit_month": np.int16,
+        "last_rejected": np.int16, "exit_month": np.int16, "gap": np.uint16,
     }
     assert set(pop.households._fields) == set(expected)
     for name, array in zip(pop.households._fields, pop.households):
         assert array.dtype == np.dtype(expected[name]), name
     n = pop.n_households
-    assert sum(a.nbytes for a in pop.households) == 56 * n  # docs/model.md: 56 bytes per household
+    assert sum(a.nbytes for a in pop.households) == 58 * n  # docs/model.md: 58 bytes per household
 
 
 # --- common random numbers and purity ----------------------------------------------------------------------

@@ -113,7 +113,8 @@ def test_save_over_an_existing_result_replaces_it(small_result, default_result, 
 
 SUMMARY_STOCKS = ["households", "poor", "headcount_rate", "registered", "exclusion_error", "inclusion_error",
                   "missed_rate"]
-SUMMARY_FLOWS = ["entered", "newly_poor", "exited", "wrong_exit", "return_to_poverty", "cost_total"]
+SUMMARY_FLOWS = ["entered", "newly_identified", "re_registered", "exited", "wrong_exit", "newly_poor_annual",
+                 "exits_from_poverty_annual", "returns_to_poverty_annual", "cost_total"]
 
 
 def _check_summary(result):
@@ -138,7 +139,8 @@ def test_summary_one_row_per_year_with_december_values(default_result):
     # one-time model: the 2014 registration is the only entry and the only assessment
     assert s.loc[2014, "entered"] == s.loc[2014, "registered"] > 0
     assert s.loc[2013, "entered"] == s.loc[2015, "entered"] == 0
-    assert (s[["exited", "wrong_exit", "return_to_poverty"]] == 0).all().all()
+    assert (s[["exited", "wrong_exit", "re_registered"]] == 0).all().all()
+    assert s.loc[2014, "newly_identified"] == s.loc[2014, "entered"]
     # 2015's cost is twelve equal months of transfers (nothing else costs after the registration)
     assert s.loc[2015, "cost_total"] == pytest.approx(12 * m["transfers_yuan"].iloc[-1])
     cost = default_result.config.policy.cost

@@ -672,7 +672,9 @@ def test_wrong_decisions_are_a_subset(full_result):
     assert m["wrong_exit"].sum() > 0 and m["wrong_removed_lookback"].sum() > 0
     assert (m["poor_registered"] <= np.minimum(m["poor"], m["registered"])).all()
     assert (m["supported"] >= 0).all()
-    assert (m["newly_poor"] <= m["poor"]).all()
+    assert (m["newly_poor_monthly"] <= m["poor"]).all()
+    assert (m["returns_to_poverty_annual"] <= m["newly_poor_annual"]).all()
+    assert (m["return_to_poverty_monthly"] <= m["newly_poor_monthly"]).all()
 
 
 def test_event_rows(full_result):

@@ -190,7 +190,7 @@ class ColumnInfo:
     name: str
     definition: str
     unit: str
-    kind: str  #: "count", "ratio", "months", "cost", "yuan" or "time"
+    kind: str  #: "count", "ratio", "index", "months", "cost", "yuan" or "time"
     label: str
     component: str
     count: str | None = None  #: the count it reads (count columns)
@@ -286,7 +286,7 @@ DRAWS: tuple[tuple[str, Draw], ...] = tuple(("population", d) for d in CORE_DRAW
 class TimeParams(NamedTuple):
     """The calendar of a run, as month indices."""
 
-    record_start: int  #: first month with 12 months of income history; poverty onsets are recorded after it
+    record_start: int  #: first month with 12 months of income history (a December): the first poverty assessment
     report_start: int  #: first reported month: the metrics of earlier (burn-in) months are not counted
     quiet_until: int  #: first month that is reported or in which a rule runs: phases 3 and 4 wait for it
 
@@ -301,10 +301,10 @@ Params = NamedTuple(
 
 def make_params(cfg) -> Params:
     """The kernel parameters from a validated config."""
-    from ..schema import parse_month
+    from ..schema import first_month, parse_month
 
     report_start = parse_month(cfg.simulation.start)
-    first = report_start - 12 * cfg.simulation.burn_in_years
+    first = first_month(report_start, cfg.simulation.burn_in_years)
     parts = {c.name: c.params(cfg) for c in _WITH_PARAMS}
     starts = [m for m in _rule_months(parts) if m != NO_MONTH]
     time = TimeParams(record_start=first + 11, report_start=report_start, quiet_until=min([report_start] + starts))

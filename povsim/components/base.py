@@ -39,7 +39,8 @@ from ..schema import parse_month
 
 __all__ = [
     "Component", "State", "Draw", "Count", "Bins", "Column", "Route", "NO_MONTH", "FLAG_REGISTERED",
-    "FLAG_POOR", "FLAG_CONNECTED", "FLAG_COVERED", "MONTH_ORIGIN", "NEVER",
+    "FLAG_POOR", "FLAG_CONNECTED", "FLAG_COVERED", "FLAG_POOR_DECEMBER", "FLAG_POOR_EARLIER", "FLAG_EVER_REGISTERED",
+    "MONTH_ORIGIN", "NEVER",
     "is_active", "to_stored", "months_since", "store_yuan", "add_binned",
 ]
 
@@ -50,6 +51,9 @@ FLAG_REGISTERED = 1  #: the household is on the register
 FLAG_POOR = 2  #: the household was truly poor at the end of its last month
 FLAG_CONNECTED = 4  #: the household is connected to the village cadres
 FLAG_COVERED = 8  #: the household's records are in other departments' data
+FLAG_POOR_DECEMBER = 16  #: the household was poor at the last December assessment
+FLAG_POOR_EARLIER = 32  #: the household was poor at a December assessment before the last one
+FLAG_EVER_REGISTERED = 64  #: the household has been on the register at some time
 MONTH_ORIGIN = 1900 * 12  #: month stored as 0 in int16 month fields
 NEVER = -32768  #: "never" in int16 month fields
 
@@ -143,8 +147,8 @@ class Column:
 
     ``compute(c)`` gets a :class:`povsim.metrics.Counts` (every count by name, months as
     rows) and returns the column's values.  ``kind`` is ``"ratio"`` (a share, shown in
-    percent), ``"count"``, ``"months"`` or ``"cost"`` (yuan; every cost column adds to
-    ``cost_total``).  ``label`` is how figures name it (with its unit).
+    percent), ``"index"`` (a number such as the CGH index), ``"count"``, ``"months"`` or
+    ``"cost"`` (yuan; every cost column adds to ``cost_total``).  ``label`` is how figures name it (with its unit).
     """
 
     name: str

@@ -48,7 +48,7 @@ DRAW_ILLNESS = 19  #: the new illness state
 DRAW_UNEMPLOYED = 20  #: the new unemployment flag
 DRAW_ONSET = 21  #: 1 if an illness began this month
 DRAW_LOST_JOB = 22  #: 1 if a job was lost this month
-DRAW_NET_INCOME = 23  #: this month's per-capita net income as it will be stored (whole yuan)
+DRAW_NET_INCOME = 23  #: this month's per-capita income as the poverty record stores it (whole yuan)
 DRAW_MEDICAL = 24  #: out-of-pocket medical spending: this month's, then (once recorded) the 12 months', yuan per household
 DRAW_SUPPORTED = 25  #: 1 if the household receives support this month
 N_DRAWS = 26
@@ -187,7 +187,8 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     the rows ``DRAW_PERSISTENT`` to ``DRAW_SUPPORTED``.  The last loop records them in
     the state (illness, unemployment, persistent component, capacity, transition
     months left, medical spending over 12 months); the poverty step records the
-    month's income.  The medical bill (a Box-Muller normal and an exponential) is
+    month's income (earnings and transfers; less the medical spending per person
+    only under ``poverty.deduct_medical``).  The medical bill (a Box-Muller normal and an exponential) is
     computed for the households ill this month only: their columns are listed in
     ``s.chosen``, their draws gathered into the ``DRAW_SCRATCH`` rows, and the bills
     put back.
@@ -198,6 +199,7 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     end = vs.start[v + 1]
     n = end - first
     pi, pl, pj, ps = p.income, p.illness, p.job_loss, p.support
+    deduct_medical = p.poverty.deduct_medical
     size = hh.size[first:end]
     workers = hh.workers[first:end]
     level = hh.level[first:end]
@@ -258,7 +260,8 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
             gross *= 1.0 - pj.income_loss
         medical = draws[DRAW_BILL, j] * (1.0 - reimbursement) if ill else 0.0  # out-of-pocket, whole household
         draws[DRAW_MEDICAL, j] = medical
-        draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - medical / np.int64(size[j]))
+        deducted = medical / np.int64(size[j]) if deduct_medical else 0.0  # per person
+        draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - deducted)
     for j in range(n):  # record the shocks, the support and the medical spending in the state
         supported = draws[DRAW_SUPPORTED, j] != 0.0
         capacity_state[j] = support.developed_capacity(np.int64(capacity_state[j]), supported, ps)  # the same if not supported

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_POOR, FLAG_REGISTERED, NO_MONTH, Component, Count, Draw, Route, State, month_or_never
+from .base import FLAG_POOR, FLAG_REGISTERED, NO_MONTH, Column, Component, Count, Draw, Route, State, month_or_never
 from .income import DRAW_INCOME_12M
 from .registration import assessed_below, register
 
@@ -87,6 +87,10 @@ COMPONENT = Component(
     ),
     metrics=(
         Count("removed_lookback", "households removed from the register by the look-back", kind="flow"),
+        Count("removed_lookback_people", "people in the households removed by the look-back", unit="people",
+              kind="flow"),
+        Column("added_lookback_people", "people in the households the look-back added to the register",
+               lambda c: c.route("entered_people", "lookback"), "people", "count"),
         Count("wrong_removed_lookback", "households removed by the look-back while truly poor", kind="flow"),
         Count("assessed_lookback", "households re-assessed by the look-back", kind="flow"),
     ),
@@ -133,5 +137,6 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
         hh.flags[i] &= ~FLAG_REGISTERED
         hh.route[i] = 0
         acc[p.slot.removed_lookback] += 1
+        acc[p.slot.removed_lookback_people] += np.int64(hh.size[i])
         if (flags & FLAG_POOR) != 0:
             acc[p.slot.wrong_removed_lookback] += 1

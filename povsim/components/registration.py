@@ -32,7 +32,8 @@ import numpy as np
 from .. import elementary, rng
 from ..schema import SRC_ASSUMPTION, SRC_REG_2014, Month, Section, check_month, param
 from .base import (
-    FLAG_POOR, FLAG_REGISTERED, NEVER, Bins, Column, Component, Count, Draw, Route, State, add_binned,
+    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_REGISTERED, NEVER, Bins, Column, Component, Count, Draw, Route, State,
+    add_binned,
     month_or_never, months_since,
 )
 from .income import DRAW_INCOME_12M
@@ -67,10 +68,12 @@ class RegistrationConfig(Section):
         le=5.0,
     )
     quota_scale: float = param(
-        1.28,
+        1.086,
         "multiple of estimated poor households",
-        "registered 89.62 million people = 1.28 x the survey's 70.17 million poor "
-        "(../shared/targets/china_rural_poverty.toml, registration_2014)",
+        "registered 89.62 million people = 1.086 x the NBS's 82.49 million poor of the end-2013 count, which "
+        "the registration set out to find (SCIO press conference 2015-10-12; "
+        "../shared/targets/china_rural_poverty.toml, registration_basis); the survey behind the quota is the "
+        "last assessed status, December 2013 under the calendar-year concept",
         "national quota as a multiple of the survey estimate of poor households (quota method)",
         ge=0.0,
         le=100.0,
@@ -119,6 +122,13 @@ def _events(section, end):
     return [("registration", m, m)]
 
 
+def _churn(c):
+    """Entries onto the register and removals from it over the year, over the register the December before."""
+    entries = c.routes("entered").sum(axis=1)
+    removals = c["exited"] + c["removed_lookback"]
+    return c.ratio(c.year_total(entries + removals), c.last_december(c["registered"]))
+
+
 def _detection_delay_mean(c):
     return c.ratio(c.routes("delay_sum").sum(axis=1), c.routes("delay_count").sum(axis=1))
 
@@ -141,6 +151,28 @@ COMPONENT = Component(
     metrics=(
         Count("entered", "households entering the register this month by {route}", kind="flow", by_route=True,
               column="entered_{route}"),
+        Count("entered_people", "people in the households entering the register, by route", unit="people",
+              kind="flow", by_route=True, column=None),
+        Count("newly_identified", "households registered for the first time this month by {route}", kind="flow",
+              by_route=True, column="newly_identified_{route}"),
+        Count("newly_identified_people", "people in households registered for the first time by {route}",
+              unit="people", kind="flow", by_route=True, column="newly_identified_people_{route}"),
+        Count("re_registered", "households registered again by {route} after exiting the register "
+              "(returned to poverty, the registry's count)", kind="flow", by_route=True, column="re_registered_{route}"),
+        Count("re_registered_people", "people in households registered again by {route} after exiting",
+              unit="people", kind="flow", by_route=True, column="re_registered_people_{route}"),
+        Column("people_entered", "people in the households entering the register, every route",
+               lambda c: c.routes("entered_people").sum(axis=1), "people", "count"),
+        Column("newly_identified", "households registered for the first time, every route",
+               lambda c: c.routes("newly_identified").sum(axis=1), "households", "count"),
+        Column("newly_identified_people", "people in households registered for the first time, every route",
+               lambda c: c.routes("newly_identified_people").sum(axis=1), "people", "count"),
+        Column("re_registered", "households registered again after exiting, every route",
+               lambda c: c.routes("re_registered").sum(axis=1), "households", "count"),
+        Column("re_registered_people", "people in households registered again after exiting, every route",
+               lambda c: c.routes("re_registered_people").sum(axis=1), "people", "count"),
+        Column("churn", "entries plus exits and look-back removals over the year / register the December before "
+               "(December)", _churn, label="Churn of the register (entries + removals over the year / register), %"),
         Count("entered_nonpoor", "entries of households not truly poor, by route", kind="flow", by_route=True,
               column=None),
         Count("delay_sum", "months from falling poor to registration, summed, by route", unit="months", kind="flow",
@@ -169,15 +201,28 @@ COMPONENT = Component(
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def register(hh, i, month, route, p, acc):
-    """Put household ``i`` on the register by ``route``; count the entry and its detection delay."""
+    """Put household ``i`` on the register by ``route``; count the entry and its detection delay.
+
+    An entry is counted as a first registration (never registered before) or a
+    re-registration after an exit (the registry's "returned to poverty"); a household
+    re-added after a look-back removal is neither.
+    """
     flags = hh.flags[i]
     slot = p.slot
-    hh.flags[i] = flags | FLAG_REGISTERED
+    members = np.int64(hh.size[i])
+    hh.flags[i] = flags | FLAG_REGISTERED | FLAG_EVER_REGISTERED
     hh.route[i] = route
     hh.pending_route[i] = 0
     hh.pending_month[i] = NEVER
     hh.support_left[i] = 0
     acc[slot.entered + route] += 1
+    acc[slot.entered_people + route] += members
+    if not flags & FLAG_EVER_REGISTERED:
+        acc[slot.newly_identified + route] += 1
+        acc[slot.newly_identified_people + route] += members
+    elif hh.exit_month[i] != NEVER:
+        acc[slot.re_registered + route] += 1
+        acc[slot.re_registered_people + route] += members
     if not flags & FLAG_POOR:
         acc[slot.entered_nonpoor + route] += 1
     elif hh.poor_since[i] == NEVER:

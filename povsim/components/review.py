@@ -15,6 +15,7 @@ from pydantic import field_validator
 from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 
 import numba as nb
+import numpy as np
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
@@ -92,6 +93,7 @@ COMPONENT = Component(
     ),
     metrics=(
         Count("exited", "registered households exiting at an annual review", kind="flow"),
+        Count("exited_people", "people in the households exiting at an annual review", unit="people", kind="flow"),
         Count("wrong_exit", "households exiting while truly poor", kind="flow"),
         Count("assessed_review", "households assessed at an annual review", kind="flow"),
     ),
@@ -118,6 +120,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
             hh.support_left[i] = min(p.support.transition_months, 255)
             hh.exit_month[i] = to_stored(month)
             acc[p.slot.exited] += 1
+            acc[p.slot.exited_people] += np.int64(hh.size[i])
             if (flags & FLAG_POOR) != 0:
                 acc[p.slot.wrong_exit] += 1
     elif u_cover < rv.entry_coverage:

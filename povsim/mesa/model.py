@@ -86,7 +86,7 @@ class Household(mesa.Agent):
 
     @property
     def income(self) -> float:
-        """Per-capita net income over the last 12 months, yuan."""
+        """Per-capita income over the last 12 months, yuan (in December, the calendar year's)."""
         return float(self.model.households.net_income[self.index].sum(dtype=np.int64))
 
     @property
@@ -231,7 +231,9 @@ class PovertyModel(mesa.Model):
                     done_phases.add(step.phase)
         if m >= self.timeline.start:
             self.totals[m] = self.acc.copy()
-            self._row = self._derive([m]).iloc[0].to_dict()
+            # a December's yearly columns (churn) read the year's months and the December before
+            recent = [k for k in sorted(self.totals) if k > m - 24]
+            self._row = self._derive(recent).iloc[-1].to_dict()
             self.datacollector.collect(self)
         self.month += 1
         if self.done:
