@@ -435,14 +435,18 @@ def _fig_errors_by_rule(ctx: _Context, spec: "FigureSpec"):
 
     file = spec.experiments[0]
     res = ctx.run(file)
-    fig = plot_errors_by_rule(
-        res.metrics(), labels=RULE_LABELS, events=_events(res.experiment.configs.values()), title=spec.title
+    tidy = res.metrics()
+    fig = plot_errors_by_rule(tidy, labels=RULE_LABELS, events=_events(res.experiment.configs.values()), title=spec.title)
+    replicates = int(tidy.groupby("scenario")["replicate"].nunique().max()) if "replicate" in tidy else 1
+    spread = (
+        f"each line the mean of {replicates} replicates, the band around it its 95% interval (t-based); "
+        if replicates > 1 else ""
     )
     what = (
         "Monthly exclusion error (poor households not registered / poor households) and inclusion error "
         "(registered households not poor / registered households) under each identification rule; each "
-        "scenario adds one rule to the one above it, and all meet the same shocks (common random numbers). "
-        "Shaded: the look-back window; dotted: the registration, first review and first channel month."
+        "scenario adds one rule to the one above it, and all meet the same shocks (common random numbers); "
+        f"{spread}grey span: the look-back window; dotted: the registration, first review and first channel month."
     )
     return fig, what, ctx.provenance(spec)
 

@@ -155,7 +155,9 @@ def plot_errors_by_rule(tidy: pd.DataFrame, labels: dict | None = None, events: 
     """Exclusion and inclusion error over time, one line per identification rule (scenario).
 
     ``tidy`` is :meth:`povsim.experiments.ExperimentResult.metrics` (a ``scenario`` column,
-    ``month`` and the metric columns); ``labels`` maps scenario names to legend labels;
+    ``month`` and the metric columns, and a ``replicate`` column when there are several):
+    each scenario's line is the mean over its replicates month by month, with the t-based
+    95 % interval of the mean shaded when there is more than one; ``labels`` maps scenario names to legend labels;
     ``events`` is a list of ``(label, first month, last month)`` (timestamps) drawn as
     shaded spans or dotted lines in both panels.  Earlier scenarios are drawn wider, so
     a line hidden under a later one that coincides with it still shows at its edges.
@@ -170,11 +172,15 @@ def plot_errors_by_rule(tidy: pd.DataFrame, labels: dict | None = None, events: 
         (bottom, "inclusion_error", "Inclusion error, % of registered\n(non-poor registered / registered)"),
     )
     groups = list(tidy.groupby("scenario", sort=False))
+    replicates = 1
     for ax, metric, ylabel in panels:
         for k, (name, group) in enumerate(groups):
+            mean, low, high, n = _t_band(group, metric)
+            replicates = max(replicates, n)
             width = 1.3 + 0.9 * (len(groups) - 1 - k)
-            ax.plot(group["month"], 100 * group[metric], label=labels.get(name, str(name)), linewidth=width,
-                    color=f"C{k}")
+            ax.plot(mean.index, 100 * mean, label=labels.get(name, str(name)), linewidth=width, color=f"C{k}")
+            if n > 1:
+                ax.fill_between(mean.index, 100 * low, 100 * high, color=f"C{k}", alpha=0.2, linewidth=0)
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, 100)
         _month_axis(ax)
@@ -189,7 +195,10 @@ def plot_errors_by_rule(tidy: pd.DataFrame, labels: dict | None = None, events: 
     bottom.set_xlabel("Month")
     handles, names = top.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(title or "Targeting errors under each identification rule")
+    heading = title or "Targeting errors under each identification rule"
+    if replicates > 1:
+        heading += f" (mean of {replicates} replicates, 95% interval shaded)"
+    fig.suptitle(heading)
     return fig
 
 

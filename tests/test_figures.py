@@ -15,6 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import REPO, run_cli
@@ -379,3 +380,30 @@ def test_committed_figures_are_complete_and_full_scale():
     assert prov["measurement"] == "docs/figures/performance.json"
     assert prov["results"] == record["results"], "performance.png is not drawn from performance.json"
     assert prov["measured"]["cpu"] == record["machine"]["cpu"] and prov["measured"]["created"] == record["created"]
+
+
+def test_errors_by_rule_draws_each_scenario_as_one_line_over_time():
+    """Replicates are averaged, not joined: every line runs forward in time, one per scenario and panel."""
+    from matplotlib.lines import Line2D
+
+    from povsim.plots import plot_errors_by_rule
+
+    months = pd.date_range("2013-01-01", periods=24, freq="MS")
+    frames = []
+    for s, scenario in enumerate(["baseline", "plus_lookback"]):
+        for r in range(3):
+            value = 0.2 + 0.1 * s + 0.01 * r + 0.001 * np.arange(24)
+            frames.append(pd.DataFrame({"scenario": scenario, "replicate": r, "month": months,
+                                        "exclusion_error": value, "inclusion_error": 1 - value}))
+    tidy = pd.concat(frames, ignore_index=True)
+    fig = plot_errors_by_rule(tidy)
+    for ax in fig.axes:
+        lines = [line for line in ax.get_lines() if isinstance(line, Line2D) and len(line.get_xdata()) > 2]
+        assert len(lines) == 2
+        for line in lines:
+            x = np.asarray(line.get_xdata(), dtype="datetime64[ns]")
+            assert (np.diff(x.astype(np.int64)) > 0).all() and len(x) == 24
+        assert len(ax.collections) == 2  # a 95 % band per scenario
+    top = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) > 2][0]
+    np.testing.assert_allclose(top.get_ydata(), 100 * (0.21 + 0.001 * np.arange(24)))  # the mean of 0.20, 0.21, 0.22
+    assert "mean of 3 replicates" in fig._suptitle.get_text()
