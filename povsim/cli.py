@@ -172,9 +172,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     figures = sub.add_parser(
         "figures",
-        help="regenerate every figure in docs/figures/ from the experiment files",
+        help="draw every figure of the documentation from the experiment files (into results/figures/)",
         description="Run the experiment files in experiments/ and draw every figure of the documentation into "
-        "--out (PNG, written atomically), each with its provenance (experiment file, seed, households, povsim "
+        "results/figures/ (another folder with --out; the documentation's own docs/figures/ with --docs) "
+        "(PNG, written atomically), each with its provenance (experiment file, seed, households, povsim "
         "version, date) in its caption and its PNG metadata, then rewrite index.md there. The speed figure is "
         "drawn from a saved measurement (--measurement, made by python benchmarks/speed_figure.py). Run from the "
         "repository root. Figures: " + ", ".join(FIGURE_NAMES) + ".",
@@ -185,8 +186,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"reduced scale: at most {QUICK.households:,} households per experiment (about a minute on 2 cores); "
         "default: each file's own scale",
     )
-    figures.add_argument(
-        "--out", type=Path, default=Path("docs/figures"), metavar="DIR", help="output folder (default: docs/figures)"
+    where = figures.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/figures)")
+    where.add_argument(
+        "--docs", action="store_true",
+        help="regenerate the documentation's figures in docs/figures/ (replacing the committed ones)",
     )
     figures.add_argument(
         "--experiments",
@@ -454,7 +458,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from .figures import FULL, QUICK, build_figures
 
     scale = QUICK if args.quick else FULL
-    command = ["povsim figures"] + (["--quick"] if args.quick else [])
+    command = ["povsim figures"] + (["--docs"] if args.docs else []) + (["--quick"] if args.quick else [])
+    out = Path("docs") / "figures" if args.docs else (args.out if args.out is not None else Path("results") / "figures")
     if args.households is not None:
         name = f"{args.households:,} households per experiment"
         scale = dataclasses.replace(scale, name=name, households=args.households, cap=False)
@@ -467,7 +472,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     written = build_figures(
-        args.out, scale=scale, experiments=args.experiments, measurement=args.measurement, only=args.only, log=log,
+        out, scale=scale, experiments=args.experiments, measurement=args.measurement, only=args.only, log=log,
         command=" ".join(command),
     )
     if not args.quiet:

@@ -4,7 +4,9 @@ This module owns the figures in ``docs/figures/``: which experiment each comes f
 how it is run, and the provenance each figure carries.  :func:`build_figures` runs
 the experiment files in ``experiments/`` (each once, however many figures use it),
 draws the figures with :mod:`povsim.plots`, writes each PNG atomically (a temporary
-file beside it, then a rename, :mod:`povsim.files`) and rewrites ``index.md`` beside them.
+file beside it, then a rename, :mod:`povsim.files`) and rewrites ``index.md`` beside them:
+into ``results/figures/`` by default, into ``docs/figures/`` only when asked
+(``povsim figures --docs``).
 
 The speed figure is drawn from a saved measurement, not measured here: a JSON file
 (``docs/figures/performance.json`` in the repository) written by
@@ -658,7 +660,7 @@ def _spec(name: str) -> FigureSpec:
 
 
 def build_figures(
-    out: str | Path = "docs/figures",
+    out: str | Path = "results/figures",
     scale: Scale = FULL,
     experiments: str | Path = "experiments",
     measurement: str | Path | None = None,

@@ -352,6 +352,17 @@ def test_cli_figures(tmp_path):
     assert str(out / "headcount_vs_official.png") in done.stdout
 
 
+def test_cli_figures_write_to_results_by_default_and_to_docs_only_when_asked(tmp_path):
+    done = run_cli("figures", "--households", "300", "--only", "headcount_vs_official", "--experiments",
+                   str(REPO / "experiments"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / "results" / "figures")) == ["headcount_vs_official.png", "index.md"]
+    assert sorted(os.listdir(tmp_path)) == ["results"]  # no docs/figures made
+    both = run_cli("figures", "--docs", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    assert "--docs" in run_cli("figures", "--help").stdout
+
+
 def test_cli_figures_errors(tmp_path):
     done = run_cli("figures", "--experiments", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert done.returncode == 2
@@ -369,7 +380,7 @@ def test_committed_figures_are_complete_and_full_scale():
     for spec in F.FIGURES:
         meta = F.read_figure(folder / spec.file)
         prov = meta["provenance"]
-        assert prov["scale"] == "full", f"{spec.file} was made at {prov['scale']!r} scale: run `povsim figures`"
+        assert prov["scale"] == "full", f"{spec.file} was made at {prov['scale']!r} scale: run `povsim figures --docs`"
         for e in prov["experiments"]:
             data = tomllib.loads((REPO / e["file"]).read_text())
             assert e["households"] == data["population"]["households"], f"{spec.file}: {e['file']} size changed"
