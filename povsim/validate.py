@@ -26,16 +26,18 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
-from . import elementary, rng
+from . import rng
 from .calibrate import load_targets, model_moment
 from .components.base import NO_MONTH
+from .components.poverty import record_sum
+from .components.registration import below_with_error
 from .config import format_month, load_config
 from .files import atomic_file, write_text_atomically
 from .population import FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER
 
 __all__ = [
-    "assessment_summary", "assessment_units", "assessor_error", "county_assessment", "judged_poor", "last_review",
-    "lookback_shares", "year_income", "yearly_flows", "main",
+    "assessment_summary", "assessment_units", "assessor_error", "county_assessment", "last_review",
+    "lookback_shares", "yearly_flows", "main",
 ]
 
 OFFICIAL_MAX_RATE = 0.02  #: county exit criteria: missed-poor and wrong-exit rates at most 2% (China Daily 2017-11-07)
@@ -133,19 +135,6 @@ def assessment_units(village_county, village_start, county_province, min_househo
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def year_income(net_income, i):
-    """Household ``i``'s per-capita net income over its 12-month record, yuan.
-
-    The record holds the last 12 months (``net_income[i, month % 12]``), so in a
-    December it is the calendar year's income: January to December.
-    """
-    total = 0
-    for r in range(net_income.shape[1]):
-        total += np.int64(net_income[i, r])
-    return np.float64(total)
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
 def assessor_error(z_own, z_office, office_share):
     """The assessor's standard-normal error: ``sqrt(1 - share^2) z_own + share z_office``.
 
@@ -154,17 +143,6 @@ def assessor_error(z_own, z_office, office_share):
     assessor repeat the office's error.
     """
     return math.sqrt(1.0 - office_share * office_share) * z_own + office_share * z_office
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def judged_poor(income, line, assessor_sd, z):
-    """Whether the assessor, observing ``income x exp(assessor_sd x z)``, finds it below ``line``.
-
-    A non-positive income is judged poor.
-    """
-    if income <= 0.0:
-        return True
-    return income * elementary.exp(assessor_sd * z) < line
 
 
 STRATUM_REGISTERED = 0  #: on the register: in neither stratum
@@ -226,7 +204,7 @@ def _unit_sample(flags, exit_month, size, net_income, village_start, village_cou
                 r0, r1, _, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, gid, review_month, 1)
                 z_office, _ = rng.box_muller(r0, r1)
             z = assessor_error(z_own, z_office, office_share)
-            if judged_poor(year_income(net_income, i), line, assessor_sd, z):
+            if below_with_error(record_sum(net_income, i), line, assessor_sd, z):
                 row[_JUDGED_POOR_PEOPLE] += people
     return out
 
@@ -264,7 +242,7 @@ def county_assessment(sim, months: list[int], people_target: float = 500, min_ho
       the stratum)`` (a counter-based draw per household and month), so a stratum's
       expected sample is ``people_target`` people (the whole stratum where it holds fewer).
     * **The assessor.** Income is the household's 12-month per-capita net income
-      record (:func:`year_income`: the calendar year's in December); the assessor
+      record (:func:`povsim.components.poverty.record_sum`: the calendar year's in December); the assessor
       observes it times ``exp(assessor_sd x z)`` and judges the household poor if
       that is below the month's line (a non-positive income is judged poor).
       ``assessor_sd`` (0.20 log points) is an assumption: a third-party household

@@ -10,10 +10,11 @@ from helpers import NO_SHOCKS, full_cfg
 
 import povsim
 from povsim.components.base import NO_MONTH
+from povsim.components.registration import below_with_error
 from povsim.config import parse_month
 from povsim.population import FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, structure
 from povsim.validate import (
-    assessment_units, assessor_error, county_assessment, judged_poor, last_review, lookback_shares, yearly_flows,
+    assessment_units, assessor_error, county_assessment, last_review, lookback_shares, yearly_flows,
 )
 
 #: a few thousand households in counties of 600 (2 villages of 300), 10 counties over 2 provinces
@@ -67,10 +68,10 @@ def test_assessor_error_and_judgement():
         assert assessor_error(z_own, z_office, 1.0) == z_office
         assert assessor_error(z_own, z_office, 0.0) == z_own
         assert assessor_error(z_own, z_office, 0.6) == pytest.approx(0.8 * z_own + 0.6 * z_office, rel=1e-12)
-    assert judged_poor(0.0, 3000.0, 0.2, 5.0) and judged_poor(-10.0, 3000.0, 0.2, -5.0)
-    assert judged_poor(2999.0, 3000.0, 0.0, 3.0) and not judged_poor(3000.0, 3000.0, 0.0, -3.0)
-    assert judged_poor(3200.0, 3000.0, 0.2, -1.0) == (3200.0 * math.exp(-0.2) < 3000.0)
-    assert not judged_poor(2900.0, 3000.0, 0.2, 1.0)
+    assert below_with_error(0.0, 3000.0, 0.2, 5.0) and below_with_error(-10.0, 3000.0, 0.2, -5.0)
+    assert below_with_error(2999.0, 3000.0, 0.0, 3.0) and not below_with_error(3000.0, 3000.0, 0.0, -3.0)
+    assert below_with_error(3200.0, 3000.0, 0.2, -1.0) == (3200.0 * math.exp(-0.2) < 3000.0)
+    assert not below_with_error(2900.0, 3000.0, 0.2, 1.0)
     first = parse_month("2017-10")
     assert last_review(NO_MONTH, parse_month("2019-12")) == NO_MONTH
     assert last_review(first, parse_month("2017-09")) == NO_MONTH

@@ -86,7 +86,8 @@ class PovertyConfig(Section):
     consumption_test: bool = param(
         False,
         "flag",
-        "NBS-style two-criteria test (the NBS poverty monitoring considers consumption beside income); "
+        "NBS-style two-criteria test: the NBS rural poverty monitoring measures poverty by income and by "
+        "expenditure (Xian Zude, NBS Rural Survey Organization, 'Poverty Monitoring in Rural China'); "
         "consumption is the household's permanent income (the income level, trend, persistent component "
         "and developed capacity, without the transitory shock and the losses of illness and job loss, "
         "plus transfers): a smoothing of income after the permanent-income hypothesis (Friedman 1957), "
@@ -96,7 +97,7 @@ class PovertyConfig(Section):
     consumption_margin: float = param(
         1.2,
         "multiple of the line",
-        SRC_ASSUMPTION + " (the NBS-style test's margin)",
+        SRC_ASSUMPTION + ": the NBS publishes no margin; 1.2 lines is povsim's specification of the NBS-style test",
         "the margin of the consumption test",
         ge=1.0,
         le=10.0,
@@ -183,15 +184,21 @@ COMPONENT = Component(
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def income_12m(hh, i):
-    """Per-capita income over the last 12 months, yuan (exact sum of the stored months).
+def record_sum(net_income, i):
+    """Household ``i``'s per-capita income over its 12-month record ``net_income``, yuan (exact sum).
 
     In December the record holds January to December: the calendar year's income.
     """
     total = 0
     for r in range(RING_MONTHS):  # a constant: the sum compiles to a few vector instructions
-        total += np.int64(hh.net_income[i, r])
+        total += np.int64(net_income[i, r])
     return np.float64(total)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def income_12m(hh, i):
+    """Per-capita income over the last 12 months, yuan (:func:`record_sum` of the household's record)."""
+    return record_sum(hh.net_income, i)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")

@@ -235,12 +235,20 @@ def register(hh, i, month, route, p, acc):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
+def below_with_error(income, line, sd, z):
+    """Whether ``income x exp(sd x z)`` (a log-normal error of SD ``sd``) falls below ``line``; a non-positive income does."""
+    if income <= 0.0:
+        return True
+    return income * elementary.exp(sd * z) < line
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def assessed_below(income, line, sd, u1, u2):
     """Whether a noisy assessment of ``income`` (log-normal error of SD ``sd``) falls below ``line``."""
     if income <= 0.0:
         return True
     z, _ = rng.box_muller(u1, u2)
-    return income * elementary.exp(sd * z) < line
+    return below_with_error(income, line, sd, z)
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
