@@ -18,8 +18,11 @@ This module re-implements, with whole-array NumPy operations and no Numba,
   poverty flag, the date a household fell poor (never set at ``record_start``), the
   uint16 poverty gap ratio at the last assessment, the December flags and the
   year-to-year flows counted in December, the monthly crossings;
-* the registration (entries, people, first registrations and re-registrations after
-  an exit, entrants not poor, detection delays), catastrophic health spending, and
+* the survey (every household's registration basis, its income over the line in the
+  survey month) and the registration on it, by the office's assessment with the
+  household's persistent component (:mod:`povsim.components.assessment`): entries,
+  people, first registrations and re-registrations after an exit, entrants not poor,
+  detection delays; catastrophic health spending, and
   every metric count (the int64 slots of :mod:`povsim.metrics`), among them the gap
   sums from the stored gap and, in December, people, registered and supported people
   by income bin (:func:`income_bin`).
@@ -70,7 +73,8 @@ from povsim.components.base import (
 from povsim.components.census import INCOME_BINS, LOG_STEP, RATIO_LOW
 from povsim.components.income import STREAM_SHOCKS
 from povsim.components.poverty import MONTHS_TO_RETURN
-from povsim.components.registration import METHOD_THRESHOLD, STREAM_ASSESSMENT
+from povsim.components.assessment import STREAM_OFFICE
+from povsim.components.registration import BASIS_SCALE, METHOD_THRESHOLD, STREAM_ASSESSMENT
 from povsim.components.registration import ROUTE_CODE as ROUTE_REGISTRATION
 from povsim.components.support import CAPACITY_SCALE
 
@@ -309,12 +313,21 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
             flags = np.where(poor_now, flags | np.uint8(FLAG_POOR_DECEMBER), flags & np.uint8(0xFF ^ FLAG_POOR_DECEMBER))
     poor = (flags & FLAG_POOR) != 0  # the status held (as assessed this month, or at the last assessment)
 
-    # e. the one-time registration by a noisy assessment (household phase 3 in the engine)
+    # e. the survey: every household's basis, its income over the line (village phase 2a in the engine)
+    if month == p.registration.survey_month:
+        ratio = np.floor(np.maximum(income, 0.0) / line * BASIS_SCALE + 0.5)
+        hh.basis[:] = np.minimum(ratio, 65535.0).astype(np.uint16)
+
+    # f. the one-time registration by the office's noisy assessment of the basis (household phase 3b)
     if month == p.registration.month:
         a0, a1, _, _ = philox4x32_10(gid, month, STREAM_ASSESSMENT, 0, k0, k1)
         z = _box_muller_cos(uniform(a0), uniform(a1))
+        o0, o1, _, _ = philox4x32_10(gid, 0, STREAM_OFFICE, 0, k0, k1)
+        persistent = _box_muller_cos(uniform(o0), uniform(o1))  # the household's own, drawn once
+        err = p.assessment.persistent_weight * persistent + p.assessment.fresh_weight * z
+        basis = hh.basis.astype(np.float64) / BASIS_SCALE
         with np.errstate(over="ignore"):
-            entering = ~registered_old & ((income <= 0.0) | (income * np.exp(p.registration.assessment_sd * z) < line))
+            entering = ~registered_old & ((basis <= 0.0) | (basis * np.exp(p.registration.assessment_sd * err) < 1.0))
         ever = (flags & FLAG_EVER_REGISTERED) != 0
         first_time = entering & ~ever
         again = entering & ever & (hh.exit_month != NEVER)  # after an exit (a look-back removal is neither)
@@ -323,6 +336,7 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
         hh.pending_route[entering] = 0
         hh.pending_month[entering] = NEVER
         hh.support_left[entering] = 0
+        hh.stable_years[entering] = 0
         r = ROUTE_REGISTRATION
         acc[M.ASSESSED_REGISTRATION] += gid.shape[0]
         acc[M.ENTERED + r] += np.count_nonzero(entering)
@@ -343,7 +357,7 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     registered = (flags & FLAG_REGISTERED) != 0
     hh.flags[:] = flags
 
-    # f. metrics (int64 slots, as the census adds them); a burn-in month counts none, as in the engine
+    # g. metrics (int64 slots, as the census adds them); a burn-in month counts none, as in the engine
     if not report:
         return
     size_poor = size[poor]

@@ -17,11 +17,13 @@ imported until a run asks for more than one process.
   is keyed by the household's global id, a block's villages keep their global
   counties, and the monthly metrics are integer sums, so the result equals a
   single-process run bit for bit.  The only step that needs every village at
-  once, the quota registration, is split in two: each block counts its
-  villages' poor (:func:`povsim.components.registration.village_poor_counts`), the driver joins
+  once, the quota registration, is split in two: each block gives its
+  villages' survey counts of poor people and their people, the driver joins
   the counts in village order and computes every quota
   (:func:`povsim.components.registration.quotas_from_counts`, on the global structure), and each
-  block receives its villages' quotas with that month's step.
+  block receives its villages' quotas with that month's step.  An exit plan's targets are
+  shared the same way (:func:`povsim.components.review.plan_targets`, from every
+  village's registered people).
 """
 
 from __future__ import annotations
@@ -152,19 +154,24 @@ class Block:
     def info(self) -> dict[str, int]:
         pop = self.sim.population
         return {"households": pop.n_households, "villages": pop.n_villages, "first_id": pop.first_id,
-                "nbytes": pop.nbytes()}
+                "nbytes": pop.nbytes(), "people": int(pop.households.size.sum(dtype=np.int64))}
 
-    def poor_counts(self) -> np.ndarray:
-        """Poor households per village at the end of the last month (the survey behind the quotas)."""
-        from .components.registration import village_poor_counts
+    def survey_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Poor people per village in the survey month (the survey behind the quotas), and people per village."""
+        from .components.registration import village_people
 
         pop = self.sim.population
-        return village_poor_counts(pop.households.flags, pop.village_start)
+        return pop.villages.survey_poor.copy(), village_people(pop.households.size, pop.village_start)
 
-    def step(self, quota: np.ndarray | None = None) -> np.ndarray:
-        """Advance one month (``quota``: this block's village quotas in the quota month); return its totals."""
+    def registered_people(self) -> np.ndarray:
+        """Registered people per village now (what an exit plan is shared by)."""
+        return self.sim.registered_people()
+
+    def step(self, quota: np.ndarray | None = None, exit_target: np.ndarray | None = None) -> np.ndarray:
+        """Advance one month (``quota``: this block's village quotas in the quota month; ``exit_target``: its
+        villages' exit-plan targets in a plan month); return its totals."""
         with _numba_threads(self.config):
-            return self.sim.step(quota)
+            return self.sim.step(quota, exit_target)
 
 
 def village_blocks(n_villages: int, blocks: int) -> list[tuple[int, int]]:
@@ -190,6 +197,7 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
     from .rng import split_seed
     from .components import make_params
     from .components.registration import METHOD_QUOTA, quotas_from_counts
+    from .components.review import plan_month_target, plan_targets
     from .timeline import Timeline
 
     if not isinstance(config, Config):
@@ -227,16 +235,24 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
     n_counties = int(county_province.shape[0])
     totals: dict[int, np.ndarray] = {}
     infos = call("info", [()] * len(handles))
+    national_people = sum(i["people"] for i in infos)
     for month in timeline.months:
         quotas: list[np.ndarray | None] = [None] * len(handles)
         if month == params.registration.month and params.registration.method == METHOD_QUOTA:
-            counts = np.concatenate(call("poor_counts", [()] * len(handles))).astype(np.int64)
+            parts = call("survey_counts", [()] * len(handles))
+            counts = np.concatenate([c for c, _ in parts]).astype(np.int64)
+            people = np.concatenate([n for _, n in parts]).astype(np.int64)
             quota = quotas_from_counts(
-                counts, village_start, village_county, n_counties, 0, reg.quota_scale, reg.county_estimate_sd,
-                reg.village_estimate_sd, k0, k1,
+                counts, people, village_start, village_county, n_counties, 0, reg.quota_scale,
+                reg.county_estimate_sd, reg.village_estimate_sd, k0, k1,
             )
             quotas = [quota[v0:v1] for v0, v1 in ranges]
-        month_totals = call("step", [(q,) for q in quotas])
+        targets: list[np.ndarray | None] = [None] * len(handles)
+        if plan_month_target(config.policy.review, month) is not None:
+            registered = np.concatenate(call("registered_people", [()] * len(handles))).astype(np.int64)
+            target = plan_targets(registered, village_county, n_counties, national_people, config.policy.review, month)
+            targets = [target[v0:v1] for v0, v1 in ranges]
+        month_totals = call("step", [(q, t) for q, t in zip(quotas, targets)])
         total = np.sum(np.stack(month_totals), axis=0, dtype=np.int64)
         if month >= timeline.start:
             totals[month] = total

@@ -200,6 +200,8 @@ class _ConfigBase(Section):
             )
         bad = []
         for component in COMPONENTS:
+            if component.check is not None:
+                bad.extend(component.check(self))
             if not component.months:
                 continue
             section = component.section_of(self)
@@ -212,8 +214,7 @@ class _ConfigBase(Section):
                         f"{component.path}.{name} = {value!r} is outside the simulated period; "
                         f"allowed: {self.simulation.start} to {self.simulation.end} (or disable the rule)"
                     )
-            first, *rest = component.months
-            for name in rest:  # a window's later months are not before its first
+            for first, name in component.windows:  # a window's last month is not before its first
                 if parse_month(getattr(section, name)) < parse_month(getattr(section, first)):
                     bad.append(
                         f"{component.path}.{name} = {getattr(section, name)!r} is before "

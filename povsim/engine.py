@@ -6,7 +6,7 @@ The order of events in a month is written once, in
 :func:`povsim.components.schedule.village_month`.  Here every village runs it,
 blocks of villages in parallel.  Before the pass, in the month of a quota
 registration, :func:`povsim.components.registration.registration_quotas` computes
-every village's quota from the survey (last month's poverty) into the village state;
+every village's quota from the survey (its poor people, counted in the survey month) into the village state;
 before the first month, each component's ``setup`` fills its village state.
 
 The villages are grouped in fixed blocks, and each thread advances a contiguous
@@ -30,6 +30,7 @@ import numpy as np
 
 from .components import COMPONENTS, N_SLOTS, Params, make_params
 from .components.registration import METHOD_QUOTA, registration_quotas
+from .components.review import plan_month_target, plan_targets, village_registered_people
 from .components.schedule import scratch, village_month
 from .config import Config
 from .population import Population, build_population
@@ -105,7 +106,7 @@ class Simulation:
     ``population`` replaces the configured population, e.g. a block of whole
     villages of a larger one (``build_population(cfg, villages=(v0, v1))``): such
     a block cannot compute the registration quotas alone (they need every
-    village's poor count), so its driver passes each month's ``quota`` to
+    village's survey count), so its driver passes each month's ``quota`` to
     :meth:`step` (see :mod:`povsim.cluster`).
     """
 
@@ -165,14 +166,25 @@ class Simulation:
         """Whether the next month is the month of a registration by quota."""
         return self.month == self.params.registration.month and self.params.registration.method == METHOD_QUOTA
 
-    def step(self, quota: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def plan_month(self) -> bool:
+        """Whether the next month is an exit month of a year with an exit plan."""
+        return plan_month_target(self.config.policy.review, self.month) is not None
+
+    def registered_people(self) -> np.ndarray:
+        """Registered people per village now (what an exit plan is shared by)."""
+        pop = self.population
+        return village_registered_people(pop.households.flags, pop.households.size, pop.village_start)
+
+    def step(self, quota: np.ndarray | None = None, exit_target: np.ndarray | None = None) -> np.ndarray:
         """Simulate the next month; return its totals (int64, one per metrics slot).
 
         The totals of a burn-in month are zeros: its metrics are not counted,
         since nothing reports them.
 
-        ``quota`` gives every village's registration quota in a quota month
-        (computed here from this population when omitted); other months ignore it.
+        ``quota`` gives every village's registration quota in a quota month, and
+        ``exit_target`` every village's exit-plan target in a plan month (computed here
+        from this population when omitted); other months ignore them.
         """
         if self.done:
             raise RuntimeError(f"the run ended at {self.timeline.label(self.timeline.end)}")
@@ -187,10 +199,23 @@ class Simulation:
                 raise RuntimeError("a block of a split population needs its quotas from the driver in the quota month")
             else:
                 quota = registration_quotas(
-                    pop.households.flags, pop.village_start, pop.village_county, pop.n_counties, pop.first_id,
-                    self.config.policy.registration, *self.key,
+                    pop.villages.survey_poor, pop.households.size, pop.village_start, pop.village_county,
+                    pop.n_counties, pop.first_id, self.config.policy.registration, *self.key,
                 )
             pop.villages.quota[:] = quota
+        if self.plan_month:
+            if exit_target is None:
+                if self.is_block:
+                    raise RuntimeError("a block of a split population needs its exit targets from the driver")
+                people = int(pop.households.size.sum(dtype=np.int64))
+                exit_target = plan_targets(self.registered_people(), pop.village_county, pop.n_counties, people,
+                                           self.config.policy.review, m)
+            exit_target = np.ascontiguousarray(exit_target, dtype=np.int64)
+            if exit_target.shape != (pop.n_villages,):
+                raise ValueError(f"exit_target has shape {exit_target.shape}; allowed: one per village, ({pop.n_villages},)")
+            pop.villages.exit_target[:] = exit_target
+        elif pop.villages.exit_target.any():  # the plan month is over
+            pop.villages.exit_target[:] = 0
         threads = nb.get_num_threads()
         args = (pop.households, pop.villages, pop.first_id, m, self.timeline.line(m), self.params, self.key[0],
                 self.key[1], self._block_totals, self._per_block)

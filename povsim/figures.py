@@ -421,9 +421,10 @@ def _events(configs) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
         tl = Timeline.from_config(cfg)
         for name, first, last in tl.events:
             kind = name.split()[0]
-            if kind == "review":
-                first = last = min(first, found.get("annual reviews", (first, first))[0])
-                found["annual reviews"] = (first, last)
+            if kind in ("review", "exits"):
+                label = {"review": "annual reviews", "exits": "first exits"}[kind]
+                first = last = min(first, found.get(label, (first, first))[0])
+                found[label] = (first, last)
             else:
                 found[{"registration": "registration", "lookback": "look-back"}[kind]] = (first, last)
         if tl.channels:

@@ -221,14 +221,17 @@ def event_table(totals, months: list[int], events) -> pd.DataFrame:
         ks = [index[m] for m in range(first, last + 1) if m in index]
         window = totals[ks].sum(axis=0)
         kind = name.split()[0]
-        route = code[kind]
-        if kind == "registration":
+        route = code.get(kind, 0)  # exits add no one
+        if kind == "exits":
+            assessed, removed, wrongly_removed = window[M.ASSESSED_EXIT], window[M.EXITED], window[M.WRONG_EXIT]
+        elif kind == "registration":
             assessed, removed, wrongly_removed = window[M.ASSESSED_REGISTRATION], 0, 0
         elif kind == "lookback":
             assessed = window[M.ASSESSED_LOOKBACK]
             removed, wrongly_removed = window[M.REMOVED_LOOKBACK], window[M.WRONG_REMOVED_LOOKBACK]
         else:
-            assessed, removed, wrongly_removed = window[M.ASSESSED_REVIEW], window[M.EXITED], window[M.WRONG_EXIT]
+            assessed = window[M.ASSESSED_REVIEW] + window[M.ASSESSED_EXIT]
+            removed, wrongly_removed = window[M.EXITED], window[M.WRONG_EXIT]
         before = totals[ks[0] - 1, M.REGISTERED] if ks and ks[0] > 0 else 0
         rows.append(
             {
@@ -236,9 +239,9 @@ def event_table(totals, months: list[int], events) -> pd.DataFrame:
                 "start": format_month(first),
                 "end": format_month(last),
                 "assessed": int(assessed),
-                "added": int(window[M.ENTERED + route]),
+                "added": int(window[M.ENTERED + route]) if route else 0,
                 "removed": int(removed),
-                "wrongly_added": int(window[M.ENTERED_NONPOOR + route]),
+                "wrongly_added": int(window[M.ENTERED_NONPOOR + route]) if route else 0,
                 "wrongly_removed": int(wrongly_removed),
                 "register_before": int(before),
                 "register_after": int(totals[ks[-1], M.REGISTERED]) if ks else 0,

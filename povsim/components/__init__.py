@@ -46,7 +46,7 @@ __all__ = [
 #: The registry: the component modules, in the order their columns appear in the metrics
 #: table and their costs add up.  (The order of events is not this order: it is the schedule.)
 MODULES = (
-    "income", "illness", "job_loss", "poverty", "census", "registration", "lookback", "review", "cost",
+    "income", "illness", "job_loss", "poverty", "census", "assessment", "registration", "lookback", "review", "cost",
     "self_declaration", "cadre", "verification", "data", "hotline", "support",
 )
 
@@ -312,11 +312,12 @@ def make_params(cfg) -> Params:
 
 
 def _rule_months(parts: dict[str, tuple]) -> list[int]:
-    """The first month of every rule (the month fields of the components' parameters named in ``months``)."""
+    """Every month a rule starts in (the month fields of the components' parameters named in ``months``)."""
     out = []
     for c in _WITH_PARAMS:
-        for key in c.months[:1]:  # a rule's first month is its first month key
-            out.append(getattr(parts[c.name], key))
+        for key in c.months:
+            if key in parts[c.name]._fields:
+                out.append(getattr(parts[c.name], key))
     return out
 
 

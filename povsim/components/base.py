@@ -186,9 +186,11 @@ class Component:
     metrics: tuple[Count | Bins | Column, ...] = ()
     route: Route | None = None
     months: tuple[str, ...] = ()  #: keys of its section that are months inside the simulated period when enabled
+    windows: tuple[tuple[str, str], ...] = ()  #: (first, last) pairs of its month keys: last is not before first
     start: str | None = None  #: the key of its first month (a channel's ``start``): the timeline lists it
     events: Callable[[Any, int], list[tuple[str, int, int]]] | None = None  #: (name, first, last) of its policy events
     setup: Callable[[Any], None] | None = None  #: per run, before the first month: fills its village state
+    check: Callable[[Any], list[str]] | None = None  #: the whole config's problems with this component, one line each
     toggle: tuple[str, str] | None = None  #: (keyword, label) of its on/off switch on the interactive page
 
     def section_of(self, cfg) -> Any:

@@ -1,8 +1,10 @@
 """Grassroots cadres: each village's cadres visit households, worst-off first as they perceive them.
 
 Each month the cadres of a village visit a fixed number of its households: the
-lowest perceived incomes among those not registered, with no verification pending,
-and not visited recently.  A cadre's view of a household's income has a log-normal
+lowest perceived incomes among those not registered and with no verification
+pending, those not visited within ``revisit_months`` first (a household visited
+recently is visited again only when every other has been: more visits by the same
+cadres never visit, or find, fewer households).  A cadre's view of a household's income has a log-normal
 error, and a household connected to the cadres looks poorer than it is
 (favouritism).  A visited household perceived below the line is flagged for
 verification (:mod:`.verification`).
@@ -32,6 +34,9 @@ from .verification import flag
 STREAM_CADRE = 6  #: cadres' perception of households' incomes
 ROUTE_CODE = 5  #: this route's code in ``route`` and ``pending_route``
 ROUTE = Route(ROUTE_CODE, "cadre", "Grassroots cadres", "#ff7f0e", channel=True)
+#: added to the perceived log income of a household visited within ``revisit_months``: it is
+#: visited only once every household not visited recently has been (more visits never visit fewer)
+RECENT_PENALTY = 1e6
 
 
 class CadreConfig(Section):
@@ -56,7 +61,9 @@ class CadreConfig(Section):
         ge=0.0,
         le=5.0,
     )
-    revisit_months: int = param(6, "months", SRC_ASSUMPTION, "months before a visited household is visited again", ge=1, le=600)
+    revisit_months: int = param(6, "months", SRC_ASSUMPTION,
+                                "months in which a visited household comes after every household not visited recently",
+                                ge=1, le=600)
     _month = field_validator("start")(check_month)
 
 
@@ -128,12 +135,9 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         perceived = log_income + pc.perception_sd * z
         if (flags[j] & FLAG_CONNECTED) != 0:
             perceived -= pc.favouritism
-        eligible = (
-            ((flags[j] & FLAG_REGISTERED) == 0)
-            & (pending_route[j] == 0)
-            & (months_since(last_visit[j], month) >= pc.revisit_months)
-        )
-        values[j] = perceived if eligible else math.inf
+        eligible = ((flags[j] & FLAG_REGISTERED) == 0) & (pending_route[j] == 0)
+        recent = months_since(last_visit[j], month) < pc.revisit_months
+        values[j] = (perceived + RECENT_PENALTY * recent) if eligible else math.inf
     visits = pc.visits_per_village
     visited = 0
     highest_kept = math.inf  # +inf until `visits` are kept: every eligible household enters
@@ -145,7 +149,8 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     for c in range(visited):
         j = chosen[c]
         i = first + j
+        recent = months_since(hh.last_visit[i], month) < pc.revisit_months
         hh.last_visit[i] = to_stored(month)
         acc[p.slot.cadre_visits] += 1
-        if values[j] < log_line:
+        if values[j] < log_line + RECENT_PENALTY * recent:  # the perception, without the order's penalty
             flag(hh, i, month, ROUTE_CODE, 0, p, acc)

@@ -5,16 +5,26 @@ route and counts the entry, whether the entrant was truly poor, and its detectio
 delay (months from falling poor), as a binned count by route.  Every other rule
 that registers a household calls it.
 
-The one-time registration runs in one month, by one of two methods:
+The one-time registration looks for the poor of a survey: in the **survey month**
+(default December 2013, the NBS count the 2014 registration set out to find) every
+village's truly poor people are counted and every household's income of the survey
+year is kept as its **registration basis** (``basis``, a multiple of that year's
+line, :func:`survey`).  In the registration month it runs by one of two methods:
 
-* **quota** (China 2014, "scale control"): the national quota is a multiple of the
-  survey's count of poor households; it is shared among counties in proportion to
-  noisy county estimates and each county's among its villages in proportion to noisy
-  village estimates (:func:`quotas_from_counts`, run once for the whole population
-  before the month's pass); each village's community then registers its
-  lowest-ranked households by perceived income (:func:`village`);
-* **threshold**: each household is registered if its assessed income is below the
+* **quota** (China 2014, "scale control"): the national quota, in people, is
+  ``quota_scale`` registered people per survey poor person; it is shared among
+  counties in proportion to noisy county estimates and each county's among its
+  villages in proportion to noisy village estimates (:func:`quotas_from_counts`, run
+  once for the whole population before the month's pass); each village's community
+  then registers its households in the order of their perceived basis, lowest first,
+  until its quota of people is filled (:func:`village`);
+* **threshold**: each household is registered if its assessed basis is below the
   line (:func:`household`).
+
+Both see the basis with the office's error (:mod:`.assessment`: part of it the
+household's persistent component).  Every later registration keeps the income it
+was assessed on as the household's basis (:func:`register`), which the look-back
+re-checks.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 
@@ -30,11 +40,11 @@ import numba as nb
 import numpy as np
 
 from .. import elementary, rng
-from ..schema import SRC_ASSUMPTION, SRC_REG_2014, Month, Section, check_month, param
+from ..schema import SRC_ASSUMPTION, SRC_REG_2014, Month, Section, check_month, format_month, param, parse_month
+from . import assessment
 from .base import (
-    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_REGISTERED, NEVER, Bins, Column, Component, Count, Draw, Route, State,
-    add_binned,
-    month_or_never, months_since,
+    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Bins, Column, Component, Count, Draw, Route,
+    State, add_binned, month_or_never, months_since,
 )
 from .income import DRAW_INCOME_12M
 
@@ -45,6 +55,13 @@ METHOD_QUOTA = 1
 DELAY_BINS = 49  #: detection-delay histogram: 0..47 months, and 48 or more
 ROUTE_CODE = 1  #: this route's code in ``route`` and ``pending_route``
 ROUTE = Route(ROUTE_CODE, "registration", "One-time registration", "#7f7f7f")
+BASIS_SCALE = 10000.0  #: the basis is stored in 1/10000 of the line (uint16: at most 6.5535 lines)
+
+SRC_SURVEY_2013 = (
+    "the registration set out to find the poor of the NBS's end-2013 count ('we spent a year finding the "
+    "80-odd million poor of the end-2013 NBS count', SCIO press conference 2015-10-12; "
+    "../shared/targets/china_rural_poverty.toml, registration_basis)"
+)
 
 
 class RegistrationConfig(Section):
@@ -52,6 +69,13 @@ class RegistrationConfig(Section):
 
     enabled: bool = param(True, "flag", SRC_REG_2014, "run the one-time registration")
     month: Month = param("2014-10", "month", SRC_REG_2014, "month in which households are registered")
+    survey_month: Month = param(
+        "2013-12",
+        "month",
+        SRC_SURVEY_2013,
+        "month of the survey the registration looks for: its poor are counted for the quotas, and every "
+        "household's income then is its registration basis (before the registration month)",
+    )
     method: Literal["quota", "threshold"] = param(
         "quota",
         "choice",
@@ -63,18 +87,17 @@ class RegistrationConfig(Section):
         0.35,
         "log points",
         "proxy means tests and community rankings mis-rank widely: Alatas et al. (2012) find 30% total mistargeting",
-        "SD of the log-normal error of the assessment (threshold) or of the community's perceived income (quota)",
+        "SD of the log-normal error of the assessment (threshold) or of the community's perceived basis (quota)",
         ge=0.0,
         le=5.0,
     )
     quota_scale: float = param(
         1.086,
-        "multiple of estimated poor households",
+        "registered people per survey poor person",
         "registered 89.62 million people = 1.086 x the NBS's 82.49 million poor of the end-2013 count, which "
         "the registration set out to find (SCIO press conference 2015-10-12; "
-        "../shared/targets/china_rural_poverty.toml, registration_basis); the survey behind the quota is the "
-        "last assessed status, December 2013 under the calendar-year concept",
-        "national quota as a multiple of the survey estimate of poor households (quota method)",
+        "../shared/targets/china_rural_poverty.toml, registration_basis)",
+        "national quota: registered people per poor person of the survey (quota method)",
         ge=0.0,
         le=100.0,
     )
@@ -82,7 +105,7 @@ class RegistrationConfig(Section):
         0.20,
         "log points",
         SRC_ASSUMPTION + "; county poverty rates were estimated from a survey of about 160,000 households",
-        "SD of the log error of each county's estimated number of poor households (quota method)",
+        "SD of the log error of each county's estimated number of poor people (quota method)",
         ge=0.0,
         le=5.0,
     )
@@ -90,18 +113,28 @@ class RegistrationConfig(Section):
         0.30,
         "log points",
         SRC_ASSUMPTION,
-        "SD of the log error of each village's estimated number of poor households (quota method)",
+        "SD of the log error of each village's estimated number of poor people (quota method)",
         ge=0.0,
         le=5.0,
     )
 
-    _month = field_validator("month")(check_month)
+    _month = field_validator("month", "survey_month")(check_month)
+
+    @model_validator(mode="after")
+    def _survey_first(self) -> "RegistrationConfig":
+        if parse_month(self.survey_month) >= parse_month(self.month):
+            raise ValueError(
+                f"policy.registration.survey_month = {self.survey_month!r} is not before policy.registration.month "
+                f"= {self.month!r}; allowed: a survey month before the registration"
+            )
+        return self
 
 
 class Params(NamedTuple):
     """The one-time registration in the kernels' units."""
 
     month: int  #: its month index, or NO_MONTH when disabled
+    survey_month: int  #: the survey's month index, or NO_MONTH when the registration is disabled
     method: int  #: METHOD_QUOTA or METHOD_THRESHOLD
     assessment_sd: float
 
@@ -110,9 +143,24 @@ def params(cfg) -> Params:
     reg = cfg.policy.registration
     return Params(
         month=month_or_never(reg.enabled, reg.month),
+        survey_month=month_or_never(reg.enabled, reg.survey_month),
         method=METHOD_QUOTA if reg.method == "quota" else METHOD_THRESHOLD,
         assessment_sd=reg.assessment_sd,
     )
+
+
+def _check(cfg) -> list[str]:
+    """The survey month needs a year of income history: not before the first assessed December."""
+    from ..schema import first_month
+
+    reg = cfg.policy.registration
+    if not reg.enabled:
+        return []
+    record_start = first_month(parse_month(cfg.simulation.start), cfg.simulation.burn_in_years) + 11
+    if parse_month(reg.survey_month) < record_start:
+        return [f"policy.registration.survey_month = {reg.survey_month!r} is before the first month with a year of "
+                f"income history ({format_month(record_start)}); allowed: {format_month(record_start)} or later"]
+    return []
 
 
 def _events(section, end):
@@ -139,14 +187,21 @@ COMPONENT = Component(
     path="policy.registration",
     section=RegistrationConfig,
     params=params,
-    state=(State("route", "uint8", "how the household entered the register (a route code)"),),
-    village_state=(State("quota", "int64", "the village's registration quota, set before the registration month"),),
+    state=(
+        State("route", "uint8", "how the household entered the register (a route code)"),
+        State("basis", "uint16", "per-capita income its registration was assessed on (for every household, the "
+              "survey year's until it is registered later), in 1/10000 of that year's line (at most 6.55 lines)"),
+    ),
+    village_state=(
+        State("survey_poor", "int64", "the village's truly poor people in the survey month"),
+        State("quota", "int64", "the village's registration quota in people, set before the registration month"),
+    ),
     streams={"assessment": STREAM_ASSESSMENT, "quota": STREAM_QUOTA},
     draws=(
         Draw(STREAM_ASSESSMENT, 0, "household", 2, "each",
              "the registration's assessment error (threshold) or the community's perception (quota): a normal"),
-        Draw(STREAM_QUOTA, 0, "county", 2, "0", "the error of the county's estimated number of poor households"),
-        Draw(STREAM_QUOTA, 1, "village", 2, "0", "the error of the village's estimated number of poor households"),
+        Draw(STREAM_QUOTA, 0, "county", 2, "0", "the error of the county's estimated number of poor people"),
+        Draw(STREAM_QUOTA, 1, "village", 2, "0", "the error of the village's estimated number of poor people"),
     ),
     metrics=(
         Count("entered", "households entering the register this month by {route}", kind="flow", by_route=True,
@@ -191,6 +246,7 @@ COMPONENT = Component(
     route=ROUTE,
     months=("month",),
     events=_events,
+    check=_check,
 )
 
 
@@ -199,19 +255,30 @@ COMPONENT = Component(
 # --------------------------------------------------------------------------------------
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def basis_of(income, line):
+    """A per-capita income as a registration basis: a multiple of ``line`` in 1/BASIS_SCALE, clipped to uint16."""
+    ratio = math.floor(max(income, 0.0) / line * BASIS_SCALE + 0.5)
+    return np.uint16(min(ratio, 65535.0))
+
+
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
-def register(hh, i, month, route, p, acc):
+def register(hh, i, month, route, basis, p, acc):
     """Put household ``i`` on the register by ``route``; count the entry and its detection delay.
 
-    An entry is counted as a first registration (never registered before) or a
-    re-registration after an exit (the registry's "returned to poverty"); a household
-    re-added after a look-back removal is neither.
+    ``basis`` is what its registration was assessed on (:func:`basis_of`), kept for the
+    look-back; the run of stable years toward an exit starts again.  An entry is
+    counted as a first registration (never registered before) or a re-registration
+    after an exit (the registry's "returned to poverty"); a household re-added after a
+    look-back removal is neither.
     """
     flags = hh.flags[i]
     slot = p.slot
     members = np.int64(hh.size[i])
     hh.flags[i] = flags | FLAG_REGISTERED | FLAG_EVER_REGISTERED
     hh.route[i] = route
+    hh.basis[i] = basis
+    hh.stable_years[i] = 0
     hh.pending_route[i] = 0
     hh.pending_month[i] = NEVER
     hh.support_left[i] = 0
@@ -249,6 +316,15 @@ def assessed_below(income, line, sd, u1, u2):
         return True
     z, _ = rng.box_muller(u1, u2)
     return below_with_error(income, line, sd, z)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def office_below(income, line, sd, u1, u2, k0, k1, household, pa):
+    """Whether the office's assessment of ``income`` (error of SD ``sd``, part of it the household's persistent
+    component, :mod:`.assessment`) falls below ``line``; a non-positive income does."""
+    if income <= 0.0:
+        return True
+    return below_with_error(income, line, sd, assessment.office_error(k0, k1, household, u1, u2, pa))
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
@@ -292,39 +368,72 @@ def select_lowest(values, candidate, count, chosen):
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
-def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
-    """Phase 2a: in the month of a registration by quota, the community ranks households by perceived income.
+def survey(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
+    """Phase 2a: in the survey month, the village's truly poor people are counted and every basis is kept.
 
-    The village registers its ``vs.quota[v]`` lowest-ranked households.
+    The basis is the household's income of the survey (its 12-month income, under the
+    calendar-year concept in December the calendar year's) over the month's line.
+    """
+    if month != p.registration.survey_month:
+        return
+    first = vs.start[v]
+    poor_people = 0
+    for j in range(vs.start[v + 1] - first):
+        i = first + j
+        hh.basis[i] = basis_of(s.draws[DRAW_INCOME_12M, j], line)
+        if hh.flags[i] & FLAG_POOR:
+            poor_people += np.int64(hh.size[i])
+    vs.survey_poor[v] = poor_people
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
+    """Phase 2b: in the month of a registration by quota, the community ranks households by perceived basis.
+
+    The village registers its households in the order of their perceived basis,
+    lowest first, while that brings the people registered nearer to its quota
+    ``vs.quota[v]`` (people): a household is registered if the people registered with
+    it exceed the quota by at most what they would fall short without it.
     """
     if not (month == p.registration.month and p.registration.method == METHOD_QUOTA):
         return
-    draws, values, candidate, chosen = s.draws, s.values, s.candidate, s.chosen
+    values, candidate, chosen = s.values, s.candidate, s.chosen
     first = vs.start[v]
     n = vs.start[v + 1] - first
+    pa = p.assessment
     for j in range(n):
         i = first + j
-        income = draws[DRAW_INCOME_12M, j]
+        basis = np.float64(hh.basis[i]) / BASIS_SCALE
         u0, u1, _, _ = rng.draw4(k0, k1, STREAM_ASSESSMENT, first_id + i, month, 0)
-        z, _ = rng.box_muller(u0, u1)
-        values[j] = income * elementary.exp(p.registration.assessment_sd * z) if income > 0.0 else income
+        err = assessment.office_error(k0, k1, first_id + i, u0, u1, pa)
+        values[j] = assessment.assessed(basis, p.registration.assessment_sd, err)
         candidate[j] = True
     acc[p.slot.assessed_registration] += n
-    chosen_n = select_lowest(values[:n], candidate[:n], min(vs.quota[v], n), chosen)
+    quota = vs.quota[v]
+    chosen_n = select_lowest(values[:n], candidate[:n], min(quota, n), chosen)
+    taken = 0
     for c in range(chosen_n):
-        register(hh, first + chosen[c], month, ROUTE_CODE, p, acc)
+        i = first + chosen[c]
+        members = np.int64(hh.size[i])
+        if 2 * taken + members > 2 * quota:
+            break
+        register(hh, i, month, ROUTE_CODE, hh.basis[i], p, acc)
+        taken += members
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
-    """Phase 3b: in the month of a registration by threshold, household ``i`` is registered if assessed below the line."""
+    """Phase 3b: in the month of a registration by threshold, household ``i`` is registered if its assessed basis
+    is below the line."""
     if not (month == p.registration.month and p.registration.method == METHOD_THRESHOLD):
         return
-    income = s.draws[DRAW_INCOME_12M, i - vs.start[v]]
+    basis = np.float64(hh.basis[i]) / BASIS_SCALE
     acc[p.slot.assessed_registration] += 1
     u0, u1, _, _ = rng.draw4(k0, k1, STREAM_ASSESSMENT, first_id + i, month, 0)
-    if (hh.flags[i] & FLAG_REGISTERED) == 0 and assessed_below(income, line, p.registration.assessment_sd, u0, u1):
-        register(hh, i, month, ROUTE_CODE, p, acc)
+    if (hh.flags[i] & FLAG_REGISTERED) == 0 and office_below(
+        basis, 1.0, p.registration.assessment_sd, u0, u1, k0, k1, first_id + i, p.assessment
+    ):
+        register(hh, i, month, ROUTE_CODE, hh.basis[i], p, acc)
 
 
 # --------------------------------------------------------------------------------------
@@ -359,32 +468,28 @@ def _largest_remainder(total, weights, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def village_poor_counts(flags, village_start):
-    """Households truly poor at the end of last month (``FLAG_POOR``), per village: the survey behind the quotas.
-
-    A block of a split population counts its own villages; the driver joins the
-    blocks' counts in village order and calls :func:`quotas_from_counts` once.
-    """
+def village_people(size, village_start):
+    """People per village."""
     n_villages = village_start.shape[0] - 1
-    poor_v = np.zeros(n_villages, np.int64)
+    out = np.zeros(n_villages, np.int64)
     for v in range(n_villages):
-        count = 0
+        total = 0
         for i in range(village_start[v], village_start[v + 1]):
-            if flags[i] & FLAG_POOR:
-                count += 1
-        poor_v[v] = count
-    return poor_v
+            total += np.int64(size[i])
+        out[v] = total
+    return out
 
 
 @nb.njit(cache=True, error_model="numpy")
-def quotas_from_counts(poor_counts, village_start, village_county, n_counties, first_id, scale, county_sd, village_sd, k0, k1):
-    """Village quotas from every village's count of poor households (a global step).
+def quotas_from_counts(poor_counts, people, village_start, village_county, n_counties, first_id, scale, county_sd,
+                       village_sd, k0, k1):
+    """Village quotas in people from every village's count of poor people in the survey (a global step).
 
-    The national quota is ``scale`` x the number of poor households (the national
-    survey measures the total well); it is shared among counties in proportion to
-    county estimates with log-normal error, and each county's among its villages in
+    The national quota is ``scale`` x the number of poor people (the national survey
+    measures the total well); it is shared among counties in proportion to county
+    estimates with log-normal error, and each county's among its villages in
     proportion to noisy village estimates.  A village's quota is capped at its
-    size.  County draws are keyed by the county id and village draws by the
+    ``people``.  County draws are keyed by the county id and village draws by the
     village's id (the global id of its first household, ``first_id + village_start[v]``),
     so ids must be global: the whole population's structure, not a block's.
     """
@@ -417,21 +522,20 @@ def quotas_from_counts(poor_counts, village_start, village_county, n_counties, f
             weights[j - v] = poor_v[j] * elementary.exp(village_sd * z)
         _largest_remainder(county_quota[c], weights, quota[v:v_end])
         for j in range(v, v_end):
-            quota[j] = min(quota[j], village_start[j + 1] - village_start[j])
+            quota[j] = min(quota[j], people[j])
         v = v_end
     return quota
 
 
-def registration_quotas(flags, village_start, village_county, n_counties, first_id, section, k0, k1):
-    """Village quotas for the one-time registration of a whole population, from its config ``section``.
+def registration_quotas(survey_poor, size, village_start, village_county, n_counties, first_id, section, k0, k1):
+    """Village quotas (people) for the one-time registration of a whole population, from its config ``section``.
 
-    From the survey (last month's true poverty, ``FLAG_POOR``) counted per village
-    (:func:`village_poor_counts`), :func:`quotas_from_counts` estimates each
-    county's poor, sets the national quota and shares it out.  A population split
-    into blocks runs the two halves separately: counts per block, quotas once.
+    From the survey's poor people per village (``survey_poor``, counted by
+    :func:`survey`), :func:`quotas_from_counts` estimates each county's poor, sets the
+    national quota and shares it out.  A population split into blocks runs the two
+    halves separately: counts per block, quotas once.
     """
-    poor_counts = village_poor_counts(flags, village_start)
     return quotas_from_counts(
-        poor_counts, village_start, village_county, n_counties, first_id, section.quota_scale,
-        section.county_estimate_sd, section.village_estimate_sd, k0, k1,
+        survey_poor, village_people(size, village_start), village_start, village_county, n_counties, first_id,
+        section.quota_scale, section.county_estimate_sd, section.village_estimate_sd, k0, k1,
     )

@@ -1,9 +1,33 @@
-"""The annual review (China, from 2017): exits of registered households, entries of others.
+"""Exits on stable income (China, from 2014) and the annual review's entries (from 2017).
 
-Once a year, from the first review's month, every registered household is assessed:
-one assessed at or above a multiple of the line exits, and keeps its support for the
-transition period (:mod:`.support`).  A share of the unregistered households is
-assessed for entry; those assessed below the line are registered.
+**Exits** (General Office document 2016 No. 16, the exit mechanism; Anhui's 2016 exit
+rules): a registered household exits when its annual per-capita net income is
+*stably* above the national line and food, clothing, compulsory schooling, basic
+medical care and safe housing are assured ("two no worries, three guarantees").
+Once a year, from the first exit assessment (``exit_first``, default December 2014:
+exits ran from 2014, on the calendar year's income), every registered household's
+12-month income is assessed with the office's error (:mod:`.assessment`); each
+assessment at or above ``exit_multiple`` lines adds one to its run of stable years
+(``stable_years``), any other sets it to zero.  A household exits when its run
+reaches ``exit_years`` and the guarantees hold (:func:`guarantees_hold`): no ill
+member with catastrophic out-of-pocket spending (basic medical care), and a safe
+house (a share of households lives in unsafe housing until its renovation, by
+``housing_safe_by``).  An exited household keeps its support for a time
+(:mod:`.support`).
+
+**Exit plans** (optional; the Government Work Reports set national targets: at
+least 10 million fewer rural poor in 2017 and in 2018, about 10 million in 2019,
+shared down to provinces and counties): in a plan year's exit month the national
+target, in people, is shared among counties and each county's among its villages in
+proportion to their registered people (:func:`plan_targets`, a global step before
+the month).  A village whose exits fall short of its target exits further
+registered households meeting the guarantees, highest assessed income first, until
+the target is met (:func:`plan`): exits pulled forward, some of them wrong.
+
+**Entries** at the annual review (the annual dynamic adjustment from 2017): a share
+of the unregistered households is assessed for entry; those assessed below the
+line and holding no excluding evidence (:func:`povsim.components.lookback.refuses`)
+are registered.
 """
 
 from __future__ import annotations
@@ -18,29 +42,95 @@ import numba as nb
 import numpy as np
 
 from .. import rng
-from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, month_or_never, to_stored
-from .income import DRAW_INCOME_12M
-from .lookback import STREAM_REVIEW
-from .registration import assessed_below, register
+from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param, parse_month
+from . import assessment
+from .base import (
+    FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, month_or_never, to_stored,
+)
+from .census import CATASTROPHIC_SHARE
+from .income import DRAW_INCOME_12M, DRAW_MEDICAL
+from .lookback import STREAM_REVIEW, refuses
+from .registration import basis_of, office_below, register, select_lowest
 
 ROUTE_CODE = 3  #: this route's code in ``route`` and ``pending_route``
 ROUTE = Route(ROUTE_CODE, "review", "Annual review", "#9467bd")
 
+SRC_EXIT = (
+    "exit when annual per-capita net income is stably above the national line and the 'two no worries, three "
+    "guarantees' hold (General Office document 2016 No. 16; Anhui 2016 exit rules; "
+    "../shared/targets/china_rural_poverty.toml, exit_standard)"
+)
+
 
 class ReviewConfig(Section):
-    """The annual dynamic adjustment of the register: exits and entries."""
+    """Exits on stable income, and the annual review's entries."""
 
-    enabled: bool = param(True, "flag", "annual dynamic adjustment from 2017 (SCIO 2021)", "run annual reviews")
-    first: Month = param("2017-10", "month", "annual dynamic adjustment from 2017", "month of the first review; one every 12 months after")
-    assessment_sd: float = param(0.25, "log points", SRC_ASSUMPTION, "SD of the log error of the review's assessment", ge=0.0, le=5.0)
+    enabled: bool = param(True, "flag", "annual dynamic adjustment from 2017 (SCIO 2021)", "run exits and annual reviews")
+    first: Month = param("2017-10", "month", "annual dynamic adjustment from 2017",
+                         "month of the first review with entries; one every 12 months after")
+    exit_first: Month = param(
+        "2014-12",
+        "month",
+        "exits ran from 2014 (2017 county notices re-verify households 'recognised as exited in 2014-2016'), "
+        "once a year (Hebei's rules), on the year's per-capita net income (2016 No. 16), known in December; "
+        "Hebei assessed in October, on an estimate of the year's income",
+        "month of the first exit assessment; one every 12 months after",
+    )
+    assessment_sd: float = param(0.25, "log points", SRC_ASSUMPTION, "SD of the log error of the review's and the "
+                                 "exit assessment's office assessment", ge=0.0, le=5.0)
     exit_multiple: float = param(
         1.0,
         "multiple of the line",
-        "exit when income is stably above the line (the 'two assurances, three guarantees' standard)",
-        "a registered household assessed at or above this multiple of the line exits",
+        SRC_EXIT,
+        "an exit assessment at or above this multiple of the line counts as a stable year",
         gt=0.0,
-        le=10.0,
+        le=6.0,
+    )
+    exit_years: int = param(
+        2,
+        "consecutive annual assessments",
+        SRC_EXIT + "; 'stably' as two consecutive years is an assumption: exits by year and wrong exits depend on it",
+        "consecutive exit assessments at or above the exit multiple before a household exits",
+        ge=1,
+        le=50,
+    )
+    guarantees: bool = param(
+        True,
+        "flag",
+        SRC_EXIT,
+        "check the guarantees before an exit: basic medical care (no ill member with catastrophic out-of-pocket "
+        "spending, above 10% of the household's 12-month income: the SDG 3.8.2 threshold) and safe housing",
+    )
+    unsafe_housing_share: float = param(
+        0.05,
+        "share of households",
+        SRC_ASSUMPTION + "; safe housing is one of the three guarantees (2016 No. 16), met by the renovation of "
+        "dilapidated houses; exits by year depend on it",
+        "share of households living in unsafe housing until their renovation",
+        ge=0.0,
+        le=1.0,
+    )
+    housing_safe_by: Month = param(
+        "2019-12",
+        "month",
+        SRC_ASSUMPTION + "; renovations spread evenly from the first exit assessment to this month, before the "
+        "campaign's end in 2020",
+        "month by which every unsafe house is renovated (each in a month drawn uniformly from exit_first on)",
+    )
+    exit_plan: dict[int, float] = param(
+        dict,
+        "million people a year, nationally",
+        "Government Work Reports 2017, 2018, 2019: at least 10 million fewer rural poor a year "
+        "(../shared/targets/china_rural_poverty.toml, exit_plans); none by default: a scenario's choice",
+        "national target of people exiting the register in each listed year's exit month (empty: no plan)",
+    )
+    plan_population_millions: float = param(
+        970.0,
+        "million people",
+        "the NBS rural poverty headcounts' population base, about 970 million (../shared/targets, population_base)",
+        "the national population an exit plan's millions are out of: a plan is scaled to the simulated people",
+        gt=0.0,
+        le=1e4,
     )
     entry_coverage: float = param(
         0.10,
@@ -51,79 +141,277 @@ class ReviewConfig(Section):
         le=1.0,
     )
 
-    _month = field_validator("first")(check_month)
+    _month = field_validator("first", "exit_first", "housing_safe_by")(check_month)
+
+    @field_validator("exit_plan")
+    @classmethod
+    def _plan(cls, value: dict[int, float]) -> dict[int, float]:
+        for year, target in value.items():
+            if not 1900 <= year <= 2200:
+                raise ValueError(f"exit_plan year {year}; allowed: 1900 to 2200")
+            if not (isinstance(target, (int, float)) and not isinstance(target, bool) and 0.0 <= target <= 1e4):
+                raise ValueError(f"exit_plan.{year} = {target!r}; allowed: million people from 0 to 10000")
+        return dict(sorted(value.items()))
 
 
 class Params(NamedTuple):
-    """The annual review in the kernels' units."""
+    """Exits and the annual review in the kernels' units."""
 
-    first: int  #: month index of the first review, or NO_MONTH when disabled
+    exit_first: int  #: month index of the first exit assessment, or NO_MONTH when disabled
+    first: int  #: month index of the first review with entries, or NO_MONTH when disabled
     assessment_sd: float
     exit_multiple: float
+    exit_years: int
+    guarantees: bool
+    unsafe_housing_share: float
+    housing_span: int  #: months over which the renovations spread, from exit_first
     entry_coverage: float
 
 
 def params(cfg) -> Params:
     rv = cfg.policy.review
+    exit_first = month_or_never(rv.enabled, rv.exit_first)
     return Params(
+        exit_first=exit_first,
         first=month_or_never(rv.enabled, rv.first),
         assessment_sd=rv.assessment_sd,
         exit_multiple=rv.exit_multiple,
+        exit_years=rv.exit_years,
+        guarantees=rv.guarantees,
+        unsafe_housing_share=rv.unsafe_housing_share,
+        housing_span=max(parse_month(rv.housing_safe_by) - parse_month(rv.exit_first) + 1, 1),
         entry_coverage=rv.entry_coverage,
     )
 
 
 def _events(section, end):
-    from ..schema import format_month, parse_month
+    from ..schema import format_month
 
-    return [(f"review {format_month(m)}", m, m) for m in range(parse_month(section.first), end + 1, 12)]
+    reviews = list(range(parse_month(section.first), end + 1, 12))
+    exits = [m for m in range(parse_month(section.exit_first), end + 1, 12) if m not in reviews]
+    # an exit assessment in a review month is part of the review
+    return [(f"exits {format_month(m)}", m, m) for m in exits] + [(f"review {format_month(m)}", m, m) for m in reviews]
 
 
 COMPONENT = Component(
     name="review",
-    doc="the annual review: exits of registered households assessed above the line, entries of others",
+    doc="exits on stable income with the guarantees, from 2014; the annual review's entries, from 2017",
     path="policy.review",
     section=ReviewConfig,
     params=params,
-    state=(State("exit_month", "int16", "month it last left the register", fill=NEVER),),
+    state=(
+        State("exit_month", "int16", "month it last left the register", fill=NEVER),
+        State("stable_years", "uint8", "consecutive exit assessments at or above the exit multiple"),
+    ),
+    village_state=(State("exit_target", "int64", "the village's exit-plan target in people, set before a plan "
+                         "year's exit month"),),
     streams={"review": STREAM_REVIEW},
     draws=(
         Draw(STREAM_REVIEW, 1, "household", 3, "each",
-             "the review's assessment error (words 0-1), whether an unregistered household is assessed (word 2)"),
+             "the review's or exit assessment's error (words 0-1), whether an unregistered household is assessed "
+             "(word 2)"),
     ),
     metrics=(
-        Count("exited", "registered households exiting at an annual review", kind="flow"),
-        Count("exited_people", "people in the households exiting at an annual review", unit="people", kind="flow"),
+        Count("exited", "registered households exiting the register", kind="flow"),
+        Count("exited_people", "people in the households exiting the register", unit="people", kind="flow"),
         Count("wrong_exit", "households exiting while truly poor", kind="flow"),
-        Count("assessed_review", "households assessed at an annual review", kind="flow"),
+        Count("exit_held_guarantees", "registered households with a long enough run of stable years kept on the "
+              "register because a guarantee (medical care, housing) does not hold", kind="flow"),
+        Count("assessed_exit", "registered households assessed for exit", kind="flow"),
+        Count("exited_plan", "of the exits, households exited to meet an exit plan (pulled forward)", kind="flow"),
+        Count("assessed_review", "unregistered households assessed for entry at an annual review", kind="flow"),
     ),
     route=ROUTE,
-    months=("first",),
+    months=("exit_first", "first"),
     events=_events,
 )
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def is_due(first, month):
+    """Whether an annual event first held in ``first`` (NO_MONTH: never) is held in ``month``."""
+    return first != NO_MONTH and month >= first and (month - first) % 12 == 0
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def guarantees_hold(hh, i, income_12m, medical_12m, month, u_housing, rv):
+    """The guarantees of an exit: basic medical care and safe housing (``rv``: the review's parameters).
+
+    Medical care fails for a household ill now whose out-of-pocket medical spending
+    over 12 months is catastrophic (above CATASTROPHIC_SHARE of its 12-month income);
+    housing fails for a household in unsafe housing (``u_housing`` below the share)
+    before its renovation month, drawn uniformly over the span (``u_housing /
+    share`` is uniform given it is below the share).
+    """
+    if not rv.guarantees:
+        return True
+    members = np.float64(hh.size[i])
+    if hh.illness[i] != 0 and medical_12m > CATASTROPHIC_SHARE * max(income_12m * members, 0.0):
+        return False
+    if u_housing < rv.unsafe_housing_share:
+        renovated = rv.exit_first + min(int(u_housing / rv.unsafe_housing_share * rv.housing_span), rv.housing_span - 1)
+        if month < renovated:
+            return False
+    return True
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def exit_assessment(hh, i, income, month, line, p, k0, k1, gid):
+    """The exit assessment of household ``i``: its 12-month income as the office assesses it, and its housing draw."""
+    rv = p.review
+    u0, u1, _, _ = rng.draw4(k0, k1, STREAM_REVIEW, gid, month, 1)
+    z, _ = rng.box_muller(u0, u1)
+    persistent, _, u_housing = assessment.household_draws(k0, k1, gid)
+    return assessment.assessed(income, rv.assessment_sd, assessment.error(z, persistent, p.assessment)), u_housing
+
+
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def exit_register(hh, i, month, p, acc):
+    """Household ``i`` leaves the register by exit; count it, and whether it was truly poor."""
+    flags = hh.flags[i]
+    hh.flags[i] = flags & ~FLAG_REGISTERED
+    hh.route[i] = 0
+    hh.stable_years[i] = 0
+    hh.support_left[i] = min(p.support.transition_months, 255)
+    hh.exit_month[i] = to_stored(month)
+    acc[p.slot.exited] += 1
+    acc[p.slot.exited_people] += np.int64(hh.size[i])
+    if (flags & FLAG_POOR) != 0:
+        acc[p.slot.wrong_exit] += 1
+
+
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
-    """Phase 3d: in a review month, household ``i`` exits (with transition support) or enters."""
+    """Phase 3d: in an exit month, registered household ``i`` may exit; in a review month, another may enter."""
     rv = p.review
-    if not (rv.first != NO_MONTH and month >= rv.first and (month - rv.first) % 12 == 0):
+    exit_due = is_due(rv.exit_first, month)
+    entry_due = is_due(rv.first, month)
+    if not (exit_due or entry_due):
         return
-    income = s.draws[DRAW_INCOME_12M, i - vs.start[v]]
-    flags = hh.flags[i]
-    u0, u1, u_cover, _ = rng.draw4(k0, k1, STREAM_REVIEW, first_id + i, month, 1)
-    if (flags & FLAG_REGISTERED) != 0:
-        acc[p.slot.assessed_review] += 1
-        if not assessed_below(income, line * rv.exit_multiple, rv.assessment_sd, u0, u1):
-            hh.flags[i] &= ~FLAG_REGISTERED
-            hh.route[i] = 0
-            hh.support_left[i] = min(p.support.transition_months, 255)
-            hh.exit_month[i] = to_stored(month)
-            acc[p.slot.exited] += 1
-            acc[p.slot.exited_people] += np.int64(hh.size[i])
-            if (flags & FLAG_POOR) != 0:
-                acc[p.slot.wrong_exit] += 1
-    elif u_cover < rv.entry_coverage:
-        acc[p.slot.assessed_review] += 1
-        if assessed_below(income, line, rv.assessment_sd, u0, u1):
-            register(hh, i, month, ROUTE_CODE, p, acc)
+    j = i - vs.start[v]
+    income = s.draws[DRAW_INCOME_12M, j]
+    gid = first_id + i
+    if (hh.flags[i] & FLAG_REGISTERED) != 0:
+        if not exit_due:
+            return
+        acc[p.slot.assessed_exit] += 1
+        assessed, u_housing = exit_assessment(hh, i, income, month, line, p, k0, k1, gid)
+        stable = income > 0.0 and assessed >= line * rv.exit_multiple
+        run = min(np.int64(hh.stable_years[i]) + 1, 255) if stable else 0
+        hh.stable_years[i] = np.uint8(run)
+        if run < rv.exit_years:
+            return
+        if not guarantees_hold(hh, i, income, s.draws[DRAW_MEDICAL, j], month, u_housing, rv):
+            acc[p.slot.exit_held_guarantees] += 1
+            return
+        exit_register(hh, i, month, p, acc)
+    elif entry_due:
+        u0, u1, u_cover, _ = rng.draw4(k0, k1, STREAM_REVIEW, gid, month, 1)
+        if u_cover < rv.entry_coverage:
+            acc[p.slot.assessed_review] += 1
+            if office_below(income, line, rv.assessment_sd, u0, u1, k0, k1, gid, p.assessment) and not refuses(
+                k0, k1, gid, month, p
+            ):
+                register(hh, i, month, ROUTE_CODE, basis_of(income, line), p, acc)
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
+def plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
+    """Phase 3e: in a plan year's exit month, the village meets its exit target (people), if it can.
+
+    After the month's exits, a village whose exited people fall short of
+    ``vs.exit_target[v]`` exits its registered households that meet the guarantees,
+    highest assessed income first (ties by index), until the target is met.
+    """
+    target = vs.exit_target[v]
+    if target <= 0 or not is_due(p.review.exit_first, month):
+        return
+    first = vs.start[v]
+    n = vs.start[v + 1] - first
+    now = to_stored(month)
+    exited = 0
+    values, candidate, chosen = s.values, s.candidate, s.chosen
+    for j in range(n):
+        i = first + j
+        candidate[j] = False
+        if (hh.flags[i] & FLAG_REGISTERED) == 0:
+            if hh.exit_month[i] == now:
+                exited += np.int64(hh.size[i])
+            continue
+        income = s.draws[DRAW_INCOME_12M, j]
+        assessed, u_housing = exit_assessment(hh, i, income, month, line, p, k0, k1, first_id + i)
+        if guarantees_hold(hh, i, income, s.draws[DRAW_MEDICAL, j], month, u_housing, p.review):
+            values[j] = -assessed  # the highest assessed income first
+            candidate[j] = True
+    if exited >= target:
+        return
+    chosen_n = select_lowest(values[:n], candidate[:n], n, chosen)
+    for c in range(chosen_n):
+        if exited >= target:
+            break
+        i = first + chosen[c]
+        exit_register(hh, i, month, p, acc)
+        acc[p.slot.exited_plan] += 1
+        exited += np.int64(hh.size[i])
+
+
+# --------------------------------------------------------------------------------------
+# Exit plans (once for the whole population, before a plan year's exit month)
+# --------------------------------------------------------------------------------------
+
+
+def plan_month_target(section, month: int) -> float | None:
+    """The national plan (million people) of ``month``'s exit, or None when the month has none."""
+    from ..schema import parse_month as _parse
+
+    if not section.enabled or not section.exit_plan:
+        return None
+    first = _parse(section.exit_first)
+    if month < first or (month - first) % 12:
+        return None
+    return section.exit_plan.get(month // 12)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def village_registered_people(flags, size, village_start):
+    """Registered people per village."""
+    n_villages = village_start.shape[0] - 1
+    out = np.zeros(n_villages, np.int64)
+    for v in range(n_villages):
+        total = 0
+        for i in range(village_start[v], village_start[v + 1]):
+            if flags[i] & FLAG_REGISTERED:
+                total += np.int64(size[i])
+        out[v] = total
+    return out
+
+
+def plan_targets(registered_people, village_county, n_counties, national_people, section, month):
+    """Every village's exit target (people) for ``month``'s exit under the plan of its config ``section``.
+
+    The national target is the plan's millions over ``plan_population_millions``, times
+    the simulated people (``national_people``); it is shared among counties in
+    proportion to their registered people, and each county's among its villages in
+    the same way (largest remainders, ties by index).  Zeros in a month without a plan.
+    """
+    from .registration import _largest_remainder
+
+    out = np.zeros(village_county.shape[0], np.int64)
+    millions = plan_month_target(section, month)
+    if millions is None:
+        return out
+    national = int(round(millions / section.plan_population_millions * national_people))
+    registered_people = np.asarray(registered_people, np.int64)
+    by_county = np.bincount(village_county, weights=registered_people, minlength=n_counties).astype(np.float64)
+    county_target = np.zeros(n_counties, np.int64)
+    _largest_remainder(min(national, int(registered_people.sum())), by_county, county_target)
+    v = 0
+    n = village_county.shape[0]
+    while v < n:  # villages of a county are contiguous
+        c = village_county[v]
+        end = v
+        while end < n and village_county[end] == c:
+            end += 1
+        _largest_remainder(county_target[c], registered_people[v:end].astype(np.float64), out[v:end])
+        v = end
+    return out

@@ -86,12 +86,17 @@ SCHEDULE: tuple[Step, ...] = (
     Step("1", "self", "household", "household", "self-declaration: an unregistered household may apply"),
     Step("1", "data", "household", "household", "sector data: a covered household's records are compared"),
     Step("1", "hotline", "household", "household", "hotline: a missed poor household may call"),
+    Step("2", "registration", "survey", "village",
+         "in the survey month: the village's poor people counted, every household's registration basis kept"),
     Step("2", "registration", "village", "village", "the one-time registration by quota (community ranking), in its month"),
     Step("2", "cadre", "village", "village", "cadre visits, worst-off first as the cadres perceive them"),
     Step("3", "verification", "household", "household", "verification of a flag that is due; registration if eligible"),
     Step("3", "registration", "household", "household", "the one-time registration by threshold, in its month"),
-    Step("3", "lookback", "household", "household", "the look-back, in the village's look-back month"),
-    Step("3", "review", "household", "household", "the annual review: exits of registered households, entries of others"),
+    Step("3", "lookback", "household", "household",
+         "the look-back, in the village's look-back month: removals on clear evidence, the missed poor added"),
+    Step("3", "review", "household", "household",
+         "exits on stable income with the guarantees (annually from the first exit month); the annual review's entries"),
+    Step("3", "review", "plan", "village", "an exit plan's target met, exits pulled forward, in a plan year's exit month"),
     Step("4", "census", "count", "village", "the month's counts of the village's households"),
 )
 
@@ -126,10 +131,12 @@ def village_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     income.household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
     for i in range(vs.start[v], vs.start[v + 1]):
         household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
+    registration.survey(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
     registration.village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
     cadre.village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
     if month < p.time.quiet_until:
         return  # no rule has run and the month is not reported: phases 3 and 4 would do nothing
     for i in range(vs.start[v], vs.start[v + 1]):
         household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
+    review.plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
     census.count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)

@@ -2,8 +2,10 @@
 
 A channel flags a household (:func:`flag`): the flag reaches the office after the
 channel's lag, and the household is verified after the verification delay.  In the
-month it is due (:func:`household`), the household is registered if its assessed
-income is below a multiple of the line, and otherwise rejected (the hotline then
+month it is due (:func:`household`), the household is registered if the office's
+assessment of its income (:mod:`.assessment`) is below a multiple of the line and it
+holds no excluding evidence (:func:`povsim.components.lookback.refuses`), and
+otherwise rejected (the hotline then
 waits before it calls again).  Counts by route: flags, verifications, verifications
 of truly poor households (the channel's precision).
 """
@@ -20,7 +22,8 @@ from .. import rng
 from ..schema import SRC_ASSUMPTION, Section, param
 from .base import FLAG_POOR, FLAG_REGISTERED, NEVER, Column, Component, Count, Draw, State, months_since, to_stored
 from .income import DRAW_INCOME_12M
-from .registration import assessed_below, register
+from .lookback import refuses
+from .registration import basis_of, office_below, register
 
 STREAM_VERIFY = 7  #: errors of the verification means test
 
@@ -112,7 +115,8 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
         income = s.draws[DRAW_INCOME_12M, i - vs.start[v]]
         ver = p.verification
         u0, u1, _, _ = rng.draw4(k0, k1, STREAM_VERIFY, first_id + i, month, 0)
-        if assessed_below(income, line * ver.monitoring_multiple, ver.assessment_sd, u0, u1):
-            register(hh, i, month, route, p, acc)
+        if office_below(income, line * ver.monitoring_multiple, ver.assessment_sd, u0, u1, k0, k1, first_id + i,
+                        p.assessment) and not refuses(k0, k1, first_id + i, month, p):
+            register(hh, i, month, route, basis_of(income, line), p, acc)
         else:
             hh.last_rejected[i] = to_stored(month)
