@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_POOR, FLAG_REGISTERED, NO_MONTH, Column, Component, Count, Draw, Route, State, month_or_never
+from .base import FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Column, Component, Count, Draw, Route, State, month_or_never
 from .income import DRAW_INCOME_12M
 from .registration import assessed_below, register
 
@@ -136,6 +136,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     elif registered and not eligible:
         hh.flags[i] &= ~FLAG_REGISTERED
         hh.route[i] = 0
+        hh.exit_month[i] = NEVER  # a removal is not an exit: no support follows it (nor an earlier exit's)
         acc[p.slot.removed_lookback] += 1
         acc[p.slot.removed_lookback_people] += np.int64(hh.size[i])
         if (flags & FLAG_POOR) != 0:

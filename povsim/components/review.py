@@ -1,8 +1,8 @@
 """The annual review (China, from 2017): exits of registered households, entries of others.
 
 Once a year, from the first review's month, every registered household is assessed:
-one assessed at or above a multiple of the line exits, and keeps its support for the
-transition period (:mod:`.support`).  A share of the unregistered households is
+one assessed at or above a multiple of the line exits; its exit month decides how long
+it keeps its support (:mod:`.support`).  A share of the unregistered households is
 assessed for entry; those assessed below the line are registered.
 """
 
@@ -85,7 +85,8 @@ COMPONENT = Component(
     path="policy.review",
     section=ReviewConfig,
     params=params,
-    state=(State("exit_month", "int16", "month it last left the register", fill=NEVER),),
+    state=(State("exit_month", "int16", "month it last exited at a review (NEVER: never, or removed by the look-back since)",
+                 fill=NEVER),),
     streams={"review": STREAM_REVIEW},
     draws=(
         Draw(STREAM_REVIEW, 1, "household", 3, "each",
@@ -105,7 +106,7 @@ COMPONENT = Component(
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
-    """Phase 3d: in a review month, household ``i`` exits (with transition support) or enters."""
+    """Phase 3d: in a review month, household ``i`` exits (its exit month recorded) or enters."""
     rv = p.review
     if not (rv.first != NO_MONTH and month >= rv.first and (month - rv.first) % 12 == 0):
         return
@@ -117,7 +118,6 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
         if not assessed_below(income, line * rv.exit_multiple, rv.assessment_sd, u0, u1):
             hh.flags[i] &= ~FLAG_REGISTERED
             hh.route[i] = 0
-            hh.support_left[i] = min(p.support.transition_months, 255)
             hh.exit_month[i] = to_stored(month)
             acc[p.slot.exited] += 1
             acc[p.slot.exited_people] += np.int64(hh.size[i])
