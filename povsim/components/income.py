@@ -60,7 +60,7 @@ N_DRAWS = 26
 
 
 class IncomeConfig(Section):
-    """Per-capita income: fixed level, trend, persistent AR(1) and transitory components."""
+    """Per-capita income: fixed level, trend, persistent AR(1), annual and monthly transitory components."""
 
     median: float = param(
         7500.0,
