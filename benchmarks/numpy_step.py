@@ -7,9 +7,13 @@ This module re-implements, with whole-array NumPy operations and no Numba,
   stream, draw index), key = :func:`povsim.rng.split_seed` of the seed;
 * one month of povsim's rules (:func:`povsim.components.schedule.village_month`) for a whole
   population under a **one-time threshold registration** and no other rule
-  (:func:`month_step`): illness and job transitions, support of registered
-  households (transfer, higher reimbursement, faster re-employment, development
-  capacity), AR(1) persistent and transitory income, trend, losses, medical bill,
+  (:func:`month_step`): illness and job transitions, support (of registered or
+  monitored households, and of exited ones while ``max(kept_until, exit month) +
+  transition_months`` lasts) with the transfer, reimbursement and development rate of
+  the month's calendar year (schedules by year), faster re-employment, development
+  capacity, AR(1) persistent income, the annual transitory component (its normal
+  drawn each January into ``annual_z``) and the monthly transitory shock, both
+  mean-one (``sd z - sd^2/2`` in logs), trend, losses, medical bill,
   the int16 12-month ring of per-capita income (before medical spending, or net of
   it under ``poverty.deduct_medical``), the 12-month medical spending;
 * true poverty under either concept (``poverty.concept``: assessed each December and
@@ -67,11 +71,11 @@ import numpy as np
 from povsim import metrics as M
 from povsim.components import Households, Params, component, rule_starts
 from povsim.components.base import (
-    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_POOR_DECEMBER, FLAG_POOR_EARLIER, FLAG_REGISTERED, MONTH_ORIGIN, NEVER,
-    NO_MONTH,
+    FLAG_EVER_REGISTERED, FLAG_MONITORED, FLAG_POOR, FLAG_POOR_DECEMBER, FLAG_POOR_EARLIER, FLAG_REGISTERED,
+    MONTH_ORIGIN, NEVER, NO_MONTH,
 )
 from povsim.components.census import INCOME_BINS, LOG_STEP, RATIO_LOW
-from povsim.components.income import STREAM_SHOCKS
+from povsim.components.income import ANNUAL_Z_SCALE, STREAM_SHOCKS
 from povsim.components.poverty import MONTHS_TO_RETURN
 from povsim.components.assessment import STREAM_OFFICE
 from povsim.components.registration import BASIS_SCALE, METHOD_THRESHOLD, STREAM_ASSESSMENT
@@ -185,6 +189,18 @@ def income_bin(income: np.ndarray, line: float) -> np.ndarray:
     return b
 
 
+def _year_index(p: Params, month: int) -> int:
+    """The entry of the support schedules for ``month``, as :func:`povsim.components.support.year_index`."""
+    return min(max(month // 12 - p.support.first_year, 0), p.support.transfer.shape[0] - 1)
+
+
+def _supported(hh: Households, month: int, p: Params) -> np.ndarray:
+    """:func:`povsim.components.support.is_supported` element-wise, from the state before the month."""
+    exited = hh.exit_month.astype(np.int64)
+    kept = (exited != NEVER) & (month - MONTH_ORIGIN <= np.maximum(p.support.kept_until, exited) + p.support.transition_months)
+    return ((hh.flags & (FLAG_REGISTERED | FLAG_MONITORED)) != 0) | kept
+
+
 def _assess(hh: Households, income: np.ndarray, month: int, line: float, supported: np.ndarray,
             p: Params) -> np.ndarray:
     """The poverty test of :func:`povsim.components.poverty.is_poor`, element-wise.
@@ -201,7 +217,7 @@ def _assess(hh: Households, income: np.ndarray, month: int, line: float, support
     log_income += hh.capacity.astype(np.float64) / CAPACITY_SCALE
     with np.errstate(over="ignore"):
         spent = np.exp(log_income)
-    spent += np.where(supported, 12.0 * p.support.transfer, 0.0)
+    spent += np.where(supported, 12.0 * p.support.transfer[_year_index(p, month)], 0.0)
     high = p.poverty.consumption_margin * line
     return ((income < line) & (spent < high)) | ((spent < line) & (income < high))
 
@@ -215,7 +231,11 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     flags = flags_old.copy()  # the flags as the month's phases change them, written back at the end
     ill_old = hh.illness
     registered_old = (flags_old & FLAG_REGISTERED) != 0
-    supported = registered_old  # no exits without reviews, so no transition support
+    supported = _supported(hh, month, p)
+    year = _year_index(p, month)  # the support schedules' values this month
+    transfer_now = p.support.transfer[year]
+    reimbursement_now = p.support.reimbursement[year]
+    development_now = p.support.development_rate[year]
     report = month >= p.time.report_start  # the metrics of a burn-in month are not counted
     december = month % 12 == 11
 
@@ -223,6 +243,10 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     w0, w1, w2, w3 = philox4x32_10(gid, month, STREAM_SHOCKS, _INDEX_01, k0, k1)
     u_illness, u_chronic, u_job = uniform(w0[0]), uniform(w1[0]), uniform(w2[0])
     z_persistent, z_transitory = _box_muller(uniform(w0[1]), uniform(w1[1]))
+    if month % 12 == 0:  # January: the calendar year's annual normals (draw index 2), in 1/4096 SD
+        a0, a1, _, _ = philox4x32_10(gid, month, STREAM_SHOCKS, 2, k0, k1)
+        z_annual = np.floor(_box_muller_cos(uniform(a0), uniform(a1)) * ANNUAL_Z_SCALE + 0.5)
+        hh.annual_z[:] = np.clip(z_annual, -32768.0, 32767.0).astype(np.int16)
 
     healthy = ill_old == 0
     acute = ill_old == 1
@@ -244,7 +268,7 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     # b. support: development capacity, transfer, reimbursement
     capacity = hh.capacity.astype(np.int64)
     grow = supported & (capacity < p.support.development_max)
-    capacity[grow] = np.minimum(capacity[grow] + p.support.development_rate, p.support.development_max)
+    capacity[grow] = np.minimum(capacity[grow] + development_now, p.support.development_max)
     hh.capacity[:] = capacity
 
     # c. income (per person, this month, yuan), in the Numba code's order of operations
@@ -254,6 +278,8 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     log_income += persistent
     log_income += capacity / CAPACITY_SCALE
     log_income += p.income.transitory_sd * z_transitory
+    log_income += p.income.annual_sd_fx * hh.annual_z.astype(np.float64)
+    log_income += p.income.mean_shift
     with np.errstate(over="ignore"):
         gross = np.exp(log_income)
     gross /= 12.0
@@ -265,10 +291,10 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
         z_bill = _box_muller_cos(uniform(w2[1, sick]), uniform(w3[1, sick]))
         with np.errstate(over="ignore"):
             bill = np.exp(p.illness.bill_log_median + p.illness.bill_sd * z_bill)
-        medical[sick] = bill * (1.0 - np.where(supported[sick], p.support.reimbursement, p.illness.reimbursement))
+        medical[sick] = bill * (1.0 - np.where(supported[sick], reimbursement_now, p.illness.reimbursement))
     # the record's income = (gross + transfer) - medical / size, the Numba order; the medical
     # spending is deducted only under poverty.deduct_medical (x - 0.0 is x, so the others need nothing)
-    net = gross + np.where(supported, p.support.transfer, 0.0)
+    net = gross + np.where(supported, transfer_now, 0.0)
     if sick.size and p.poverty.deduct_medical:
         net[sick] -= medical[sick] / size_f[sick]
     stored = np.floor(net + 0.5)
@@ -335,7 +361,6 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
         hh.route[entering] = ROUTE_REGISTRATION
         hh.pending_route[entering] = 0
         hh.pending_month[entering] = NEVER
-        hh.support_left[entering] = 0
         hh.stable_years[entering] = 0
         r = ROUTE_REGISTRATION
         acc[M.ASSESSED_REGISTRATION] += gid.shape[0]
@@ -380,9 +405,9 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     acc[M.UNEMPLOYED] += np.count_nonzero(unemployed)
     acc[M.ILLNESS_ONSETS] += np.count_nonzero(onset)
     acc[M.JOB_LOSSES] += np.count_nonzero(lost_job)
-    if p.support.transfer > 0.0:
+    if transfer_now > 0.0:
         paid = size_f[supported]
-        acc[M.TRANSFERS_FEN] += np.rint(p.support.transfer * paid * 100.0).astype(np.int64).sum()
+        acc[M.TRANSFERS_FEN] += np.rint(transfer_now * paid * 100.0).astype(np.int64).sum()
     if december:  # people, registered people and supported people by the year's income over the line
         b = income_bin(income, line)
         everyone = np.ones(b.shape, bool)

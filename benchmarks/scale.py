@@ -141,7 +141,7 @@ def _timed(fn) -> float:
 
 
 #: state arrays the month stores for every household, changed or not (income.household_month, poverty.update)
-ALWAYS_STORED = ("illness", "unemployed", "persistent", "capacity", "support_left", "medical_12m", "net_income", "flags")
+ALWAYS_STORED = ("illness", "unemployed", "persistent", "capacity", "medical_12m", "net_income", "flags")
 
 
 def bytes_moved(households: int = 100_000) -> dict:

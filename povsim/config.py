@@ -487,7 +487,7 @@ def parameter_table() -> list[dict[str, Any]]:
                 "key": key.path,
                 "unit": extra.get("unit", ""),
                 "default": field.get_default(call_default_factory=True),
-                "allowed": ", ".join(bounds) or "-",
+                "allowed": extra.get("allowed") or ", ".join(bounds) or "-",
                 "source": extra.get("source", ""),
                 "description": field.description or "",
             }

@@ -52,6 +52,7 @@ NO_SHOCKS = {
     "job_loss.probability": 0.0,
     "income.persistent_sd": 0.0,
     "income.transitory_sd": 0.0,
+    "income.annual_sd": 0.0,
     "income.trend": 0.0,
     "policy.support.transfer": 0.0,
     "policy.support.development_rate": 0.0,

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from povsim import elementary, rng
-from povsim.components import allocate_villages
+from povsim.components import allocate, allocate_villages
 from povsim.components import income as I
 from povsim.components import self_declaration
 from povsim.components.schedule import scratch
 from povsim.config import load_config, parse_month
 from povsim.components import make_params
+from povsim.components.support import year_index
 
 SEED = 20261129
 
@@ -92,12 +93,13 @@ def test_sincos_of_a_turn_against_math_and_its_identities():
     assert [s[-6], s[-4], s[-3], s[-2], s[-1]] == [0.0, 1.0, 0.0, -1.0, 0.0]
 
 
-@pytest.mark.parametrize("label", ["2012-06", "2015-03"])
+@pytest.mark.parametrize("label", ["2012-06", "2015-03", "2016-01"])
 def test_month_draws_equal_draws_made_one_household_at_a_time(label):
     """The vectorised loops of the month's draws (income.draw, self_declaration.draw) give the very bits
     of draw4 and box_muller per household.
 
-    Before self-declaration starts (2013-01 here) the channels' rows are not drawn at all.
+    Before self-declaration starts (2013-01 here) the channels' rows are not drawn at all.  In January
+    the annual normal is drawn (draw index 2) and stored in ``annual_z``; in other months it is kept.
     """
     p = make_params(load_config(None, overrides={"policy.channels.self.start": "2013-01"}))
     month = parse_month(label)
@@ -105,8 +107,17 @@ def test_month_draws_equal_draws_made_one_household_at_a_time(label):
     n, first = 257, 1_000_003
     vs, s = _one_village(n, first)
     s.draws[:] = np.nan
-    I.draw(0, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
-    self_declaration.draw(0, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    hh = allocate(n)
+    hh.annual_z[:] = 7
+    I.draw(hh, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    self_declaration.draw(hh, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    if month % 12 == 0:
+        annual = [I.to_annual_z(rng.box_muller(*rng.draw4(k0, k1, rng.STREAM_SHOCKS, first + j, month, 2)[:2])[0])
+                  for j in range(n)]
+        assert np.array_equal(hh.annual_z, np.array(annual, np.int16))
+        assert np.abs(hh.annual_z).max() > 4096  # in 1/4096 SD
+    else:
+        assert (hh.annual_z == 7).all()
     draws = s.draws
     one = _one_at_a_time(k0, k1, first, n, month)
     rows = [I.DRAW_SHOCKS, I.DRAW_SHOCKS + 1, I.DRAW_SHOCKS + 2,
@@ -160,7 +171,8 @@ def test_month_income_bills_only_the_ill_and_equals_the_formula_household_by_hou
     I.household_month(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
     ill = draws[I.DRAW_ILLNESS] != 0
     assert 20 < ill.sum() < n - 20  # both kinds present
-    reimbursement = np.where(draws[I.DRAW_SUPPORTED] != 0, p.support.reimbursement, p.illness.reimbursement)
+    reimbursement = np.where(draws[I.DRAW_SUPPORTED] != 0, p.support.reimbursement[year_index(p.support, month)],
+                             p.illness.reimbursement)
     for j in range(n):  # (DRAW_MEDICAL now holds the 12 months' spending: last months' decayed plus this month's)
         if ill[j]:
             z, _ = rng.box_muller(u_bill[0, j], u_bill[1, j])

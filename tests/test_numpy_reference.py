@@ -30,6 +30,13 @@ POVERTY = {
     "rolling_12m_medical_consumption": {
         "poverty.concept": "rolling_12m", "poverty.deduct_medical": True, "poverty.consumption_test": True,
     },
+    # support by calendar year (its values change in 2014), with the consumption test reading the year's transfer
+    "calendar_year_support_by_year": {
+        "poverty.consumption_test": True,
+        "policy.support.transfer": {2013: 40.0, 2014: 90.0},
+        "policy.support.reimbursement": {2012: 0.6, 2014: 0.9},
+        "policy.support.development_rate": {2013: 0.004, 2014: 0.01},
+    },
 }
 
 

@@ -19,6 +19,7 @@ from povsim import metrics as M
 from povsim import rng
 from povsim.config import format_month, parse_month
 from povsim.population import FLAG_CONNECTED, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, ROUTE_NAMES
+from povsim.components.base import NEVER
 from povsim.components.registration import registration_quotas
 
 LEVEL = 0.999  # two-sided coverage of every statistical interval below
@@ -511,6 +512,7 @@ REVIEW_ONLY = {
     "policy.review.guarantees": False,
     "policy.review.exit_multiple": 1.0,
     "policy.review.assessment_sd": 0.0,
+    "policy.support.keep_after_exit": False,  # support for TRANSITION months after the exit only
     "policy.support.transition_months": TRANSITION,
     "policy.support.transfer": 0.0,
 }
@@ -579,7 +581,7 @@ def test_review_event_rows_balance(review_only):
 
 def test_transfers_follow_support_through_the_transition():
     """transfers_yuan = transfer x members of households supported at the start of the month:
-    registered, or exited with transition months left."""
+    registered, or exited at most TRANSITION months before."""
     transfer = 100.0
     sim = povsim.Simulation(
         rules_cfg(10_000, {**REVIEW_ONLY, "policy.support.transfer": transfer}, period=("2014-01", "2018-12"))
@@ -590,8 +592,10 @@ def test_transfers_follow_support_through_the_transition():
     in_transition_counts = {}
     while not sim.done:
         m = sim.month
-        supported = _registered(sim) | (hh.support_left > 0)
-        in_transition_counts[m] = int((~_registered(sim) & (hh.support_left > 0)).sum())
+        since_exit = m - MONTH_ORIGIN - hh.exit_month.astype(np.int64)
+        in_transition = ~_registered(sim) & (hh.exit_month != NEVER) & (since_exit <= TRANSITION)
+        supported = _registered(sim) | in_transition
+        in_transition_counts[m] = int(in_transition.sum())
         totals = sim.step()
         assert totals[M.TRANSFERS_FEN] == round(transfer * 100) * size[supported].sum(), format_month(m)
         assert totals[M.SUPPORTED] == supported.sum()

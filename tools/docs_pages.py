@@ -25,6 +25,7 @@ import argparse
 import re
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def type_name(annotation, unit: str) -> str:
         return "list of numbers"
     if origin is dict:
         return "table: year = number"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a, unit) for a in typing.get_args(annotation))
     return str(annotation)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import elementary
 from .base import FLAG_POOR, FLAG_REGISTERED, Bins, Column, Component, Count
+from .support import year_index
 from .income import DRAW_INCOME_12M, DRAW_LOST_JOB, DRAW_ONSET, DRAW_SUPPORTED, DRAW_UNEMPLOYED
 
 #: medical spending over 12 months above this share of the household's 12-month income is
@@ -105,7 +106,7 @@ COMPONENT = Component(
         Count("registered", "households on the register at the end of the month"),
         Count("registered_people", "people in registered households", unit="people"),
         Count("poor_registered", "households both poor and registered"),
-        Count("supported", "households receiving support this month (registered, or exited within the transition period)"),
+        Count("supported", "households receiving support this month (registered, monitored, or exited and still keeping their policies)"),
         Count("gap_fx", "sum over people of the poverty gap ratio, in 1/GAP_SCALE", unit="fixed point", column=None),
         Count("severity_fx", "sum over people of the squared gap ratio, in 1/GAP_SCALE^2", unit="fixed point",
               column=None),
@@ -166,7 +167,7 @@ def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     flags = hh.flags[first:end]
     illness = hh.illness[first:end]
     medical_12m = hh.medical_12m[first:end]
-    transfer_per_person = p.support.transfer
+    transfer_per_person = p.support.transfer[year_index(p.support, month)]  # this month's transfer
     gap_state = hh.gap[first:end]
     people = poor_n = poor_people = gap_fx = severity_fx = supported_n = ill_n = unemployed_n = 0
     onsets = job_losses = transfers_fen = catastrophic_n = registered_n = registered_people = 0

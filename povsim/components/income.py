@@ -2,8 +2,11 @@
 
 Per-capita log income is a fixed level (county mean plus the household's own
 deviation, drawn when the population is built), a trend, a persistent AR(1)
-component, a transitory shock, and the earning capacity gained from development
-support.  Illness (:mod:`.illness`) and job loss (:mod:`.job_loss`) cut earnings
+component, an annual transitory component (one normal per household and calendar
+year, drawn each January and held for the year's 12 months), a monthly transitory
+shock, and the earning capacity gained from development support.  Both transitory
+terms are mean-one in levels (``sd x z - sd^2 / 2`` in logs), so they spread incomes
+without raising their mean.  Illness (:mod:`.illness`) and job loss (:mod:`.job_loss`) cut earnings
 while they last; an illness also brings a medical bill, part reimbursed.  Support
 (:mod:`.support`) adds a transfer, raises reimbursement and speeds re-employment.
 
@@ -29,9 +32,10 @@ import numpy as np
 from .. import elementary, rng
 from ..schema import SRC_ASSUMPTION, Section, param
 from . import illness, job_loss, support
-from .base import FLAG_REGISTERED, Component, Draw, State, store_yuan
+from .base import Component, Draw, State, store_yuan
 
 STREAM_SHOCKS = 3  #: monthly income, illness and job-loss draws
+ANNUAL_Z_SCALE = 4096.0  #: ``annual_z`` is stored in 1/4096 standard deviations (int16: up to +-8 SD)
 
 # Rows of the village's ``draws`` scratch (rows x households of the village).  The random
 # rows hold four uniforms per Philox call; the others hold what the month computed.
@@ -40,7 +44,8 @@ DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income the poverty step 
 DRAW_INCOME = 4  #: rows 4-7, shocks stream index 1: normals (persistent, transitory), the bill's two uniforms
 DRAW_CHANNELS = 8  #: rows 8-11, channels stream index 0 (:mod:`.self_declaration`)
 DRAW_CADRE = 12  #: rows 12-13, cadre stream index 0 (:mod:`.cadre`)
-DRAW_SCRATCH = 14  #: rows 14-15: scratch of :func:`household_month` (the bills of the households ill this month)
+DRAW_SCRATCH = 14  #: rows 14-15: scratch of :func:`household_month` (the bills of the households ill this month);
+#: in January rows 14-17 first hold the annual component's uniforms (:func:`draw`), before the month overwrites them
 DRAW_PERSISTENT = 16  #: the new persistent income component, log points
 DRAW_EARNINGS = 17  #: per-capita earnings before the losses of illness and job loss, yuan
 DRAW_BILL = 18  #: the medical bill of an illness this month, before reimbursement, yuan per household
@@ -55,7 +60,7 @@ N_DRAWS = 26
 
 
 class IncomeConfig(Section):
-    """Per-capita income: fixed level, trend, persistent AR(1) and transitory components."""
+    """Per-capita income: fixed level, trend, persistent AR(1), annual and monthly transitory components."""
 
     median: float = param(
         7500.0,
@@ -105,7 +110,23 @@ class IncomeConfig(Section):
         le=5.0,
     )
     transitory_sd: float = param(
-        0.30, "log points", SRC_ASSUMPTION, "SD of the monthly transitory log-income shock", ge=0.0, le=5.0
+        0.30,
+        "log points",
+        SRC_ASSUMPTION + "; mean-one: the log shock is `transitory_sd z - transitory_sd^2/2`, so it leaves the "
+        "mean income unchanged (exp(sd z) alone would raise it by exp(sd^2/2), 4.6% at 0.30)",
+        "SD of the monthly i.i.d. transitory log-income shock (mean one in levels)",
+        ge=0.0,
+        le=5.0,
+    )
+    annual_sd: float = param(
+        0.20,
+        "log points",
+        SRC_ASSUMPTION + " against the one-year exit rate from poverty; mean-one (`annual_sd z - annual_sd^2/2` in "
+        "logs); calendar-year incomes, poverty flows and the exit rate depend on it",
+        "SD of the annual transitory log-income component: one normal per household and calendar year, the same in "
+        "the year's 12 months (mean one in levels)",
+        ge=0.0,
+        le=5.0,
     )
 
 
@@ -117,6 +138,8 @@ class Params(NamedTuple):
     persistent_rho: float
     persistent_innovation_sd: float  #: ``persistent_sd`` x sqrt(1 - rho^2)
     transitory_sd: float
+    annual_sd_fx: float  #: ``annual_sd`` / ANNUAL_Z_SCALE: log points per unit of the stored ``annual_z``
+    mean_shift: float  #: ``-(transitory_sd^2 + annual_sd^2) / 2``: the two transitory terms' mean-one correction
 
 
 def params(cfg) -> Params:
@@ -127,18 +150,22 @@ def params(cfg) -> Params:
         persistent_rho=inc.persistent_rho,
         persistent_innovation_sd=inc.persistent_sd * math.sqrt(1.0 - inc.persistent_rho**2),
         transitory_sd=inc.transitory_sd,
+        annual_sd_fx=inc.annual_sd / ANNUAL_Z_SCALE,
+        mean_shift=-(inc.transitory_sd**2 + inc.annual_sd**2) / 2.0,
     )
 
 
 COMPONENT = Component(
     name="income",
-    doc="per-capita income: fixed level, trend, persistent AR(1) and transitory components; the month's shocks and support",
+    doc="per-capita income: fixed level, trend, persistent AR(1), annual and monthly transitory components; the month's "
+        "shocks and support",
     path="income",
     section=IncomeConfig,
     params=params,
     state=(
         State("level", "float32", "fixed log income level (county mean + own deviation)"),
         State("persistent", "float32", "persistent AR(1) log-income component"),
+        State("annual_z", "int16", "the calendar year's annual income normal, in 1/4096 SD (drawn each January)"),
     ),
     streams={"shocks": STREAM_SHOCKS},
     draws=(
@@ -146,6 +173,8 @@ COMPONENT = Component(
              "illness onset or recovery (word 0), chronic onset (word 1), job loss or re-employment (word 2)"),
         Draw(STREAM_SHOCKS, 1, "household", 4, "each",
              "income normals: persistent and transitory (words 0-1); the medical bill's normal (words 2-3)"),
+        Draw(STREAM_SHOCKS, 2, "household", 2, "each",
+             "the annual income component's normal (words 0-1), in January only (the first simulated month is one)"),
     ),
 )
 
@@ -162,8 +191,10 @@ def draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     Column ``j`` holds household ``first + j``'s draws: two Philox calls of the shocks
     stream every month (the second's first two words turned into the income normals;
     its last two, the bill's, are turned into a normal by :func:`household_month` for the
-    households ill this month only).  Each loop runs over the households with no
-    branch and no library call, so LLVM vectorises it.
+    households ill this month only).  In January a third (draw index 2) gives each
+    household its annual normal for the calendar year, stored in ``annual_z``; other
+    months draw nothing for it.  Each loop runs over the households with no branch and
+    no library call, so LLVM vectorises it.
     """
     draws = s.draws
     first = vs.start[v]
@@ -175,6 +206,18 @@ def draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         z_persistent, z_transitory = rng.box_muller(draws[DRAW_INCOME, j], draws[DRAW_INCOME + 1, j])
         draws[DRAW_INCOME, j] = z_persistent
         draws[DRAW_INCOME + 1, j] = z_transitory
+    if month % 12 == 0:  # January: the calendar year's annual normals
+        rng.fill_uniforms(k0, k1, STREAM_SHOCKS, first_gid, n, month, 2, draws, DRAW_SCRATCH)
+        annual_z = hh.annual_z[first : first + n]
+        for j in range(n):  # a vectorised loop
+            z = rng.box_muller_first(rng.box_muller_radius(draws[DRAW_SCRATCH, j]), draws[DRAW_SCRATCH + 1, j])
+            annual_z[j] = to_annual_z(z)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def to_annual_z(z):
+    """A standard normal as stored in ``annual_z``: 1/4096 SD, rounded half up, clipped to the int16 range."""
+    return np.int16(min(max(math.floor(z * ANNUAL_Z_SCALE + 0.5), -32768.0), 32767.0))
 
 
 @nb.njit(cache=True, _nrt=False, error_model="numpy")
@@ -182,11 +225,12 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 0b: the shocks, support and income of village ``v``'s households this month.
 
     For column ``j`` (household ``first + j``), from :func:`draw`'s draws and the
-    state before the month: the support received, the illness and job transitions,
+    state before the month: the support received (the support schedules' values for the
+    month are looked up once, before the loops), the illness and job transitions,
     the new persistent component and this month's net income and medical spending, in
     the rows ``DRAW_PERSISTENT`` to ``DRAW_SUPPORTED``.  The last loop records them in
-    the state (illness, unemployment, persistent component, capacity, transition
-    months left, medical spending over 12 months); the poverty step records the
+    the state (illness, unemployment, persistent component, capacity, medical
+    spending over 12 months); the poverty step records the
     month's income (earnings and transfers; less the medical spending per person
     only under ``poverty.deduct_medical``).  The medical bill (a Box-Muller normal and an exponential) is
     computed for the households ill this month only: their columns are listed in
@@ -209,12 +253,17 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     flags = hh.flags[first:end]
     medical_12m = hh.medical_12m[first:end]
     capacity_state = hh.capacity[first:end]
-    support_left = hh.support_left[first:end]
+    exit_month = hh.exit_month[first:end]
+    annual_z = hh.annual_z[first:end]
     trend = pi.trend_per_month * (month - pi.base_month)
+    year = support.year_index(ps, month)  # the support schedules' values this month, once for the village
+    transfer_now = ps.transfer[year]
+    reimbursement_now = ps.reimbursement[year]
+    development_now = ps.development_rate[year]
     for j in range(n):  # the support received and the income before this month's shocks
-        supported = support.is_supported(flags[j], support_left[j])
+        supported = support.is_supported(flags[j], exit_month[j], month, ps)
         draws[DRAW_SUPPORTED, j] = supported
-        capacity = support.developed_capacity(np.int64(capacity_state[j]), supported, ps)
+        capacity = support.developed_capacity(np.int64(capacity_state[j]), supported, development_now, ps)
         persistent = pi.persistent_rho * np.float64(persistent_state[j]) + pi.persistent_innovation_sd * draws[DRAW_INCOME, j]
         log_income = (
             np.float64(level[j])
@@ -222,6 +271,8 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
             + persistent
             + capacity / support.CAPACITY_SCALE
             + pi.transitory_sd * draws[DRAW_INCOME + 1, j]
+            + pi.annual_sd_fx * np.float64(annual_z[j])
+            + pi.mean_shift
         )
         draws[DRAW_PERSISTENT, j] = persistent
         draws[DRAW_EARNINGS, j] = elementary.exp(log_income) / 12.0
@@ -250,8 +301,8 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         draws[DRAW_BILL, index[k]] = draws[DRAW_SCRATCH, k]
     for j in range(n):  # the income after the shocks (per person, this month, yuan)
         supported = draws[DRAW_SUPPORTED, j] != 0.0
-        transfer = ps.transfer if supported else 0.0
-        reimbursement = ps.reimbursement if supported else pl.reimbursement
+        transfer = transfer_now if supported else 0.0
+        reimbursement = reimbursement_now if supported else pl.reimbursement
         ill = draws[DRAW_ILLNESS, j] != 0.0
         gross = draws[DRAW_EARNINGS, j]
         if ill:
@@ -264,8 +315,7 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         draws[DRAW_NET_INCOME, j] = store_yuan(gross + transfer - deducted)
     for j in range(n):  # record the shocks, the support and the medical spending in the state
         supported = draws[DRAW_SUPPORTED, j] != 0.0
-        capacity_state[j] = support.developed_capacity(np.int64(capacity_state[j]), supported, ps)  # the same if not supported
-        support_left[j] -= np.uint8(supported & ((flags[j] & FLAG_REGISTERED) == 0))  # one transition month used
+        capacity_state[j] = support.developed_capacity(np.int64(capacity_state[j]), supported, development_now, ps)
         illness_state[j] = np.uint8(draws[DRAW_ILLNESS, j])
         unemployed_state[j] = np.uint8(draws[DRAW_UNEMPLOYED, j])
         persistent_state[j] = draws[DRAW_PERSISTENT, j]

@@ -39,7 +39,7 @@ from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
 from . import assessment
 from .base import (
-    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_REGISTERED, NO_MONTH, Column, Component, Count, Draw, Route, State,
+    FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Column, Component, Count, Draw, Route, State,
     is_active, month_or_never,
 )
 from .income import DRAW_INCOME_12M
@@ -207,6 +207,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     if evidence or not below_with_error(basis, lb.remove_multiple, lb.assessment_sd, err):
         hh.flags[i] &= ~FLAG_REGISTERED
         hh.route[i] = 0
+        hh.exit_month[i] = NEVER  # a removal is not an exit: no support follows it (nor an earlier exit's)
         acc[p.slot.removed_lookback] += 1
         acc[p.slot.removed_lookback_people] += np.int64(hh.size[i])
         acc[p.slot.removed_lookback_evidence] += evidence

@@ -42,7 +42,7 @@ from .base import (
     months_since, to_stored,
 )
 from .income import DRAW_INCOME_12M, DRAW_NET_INCOME, DRAW_SUPPORTED
-from .support import CAPACITY_SCALE
+from .support import CAPACITY_SCALE, year_index
 
 from pydantic import field_validator
 
@@ -216,7 +216,7 @@ def consumption(hh, i, month, supported, p):
         + np.float64(hh.persistent[i])
         + np.float64(hh.capacity[i]) / CAPACITY_SCALE
     )
-    transfer = p.support.transfer if supported else 0.0
+    transfer = p.support.transfer[year_index(p.support, month)] if supported else 0.0
     return elementary.exp(log_income) + 12.0 * transfer
 
 

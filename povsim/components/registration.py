@@ -281,7 +281,6 @@ def register(hh, i, month, route, basis, p, acc):
     hh.stable_years[i] = 0
     hh.pending_route[i] = 0
     hh.pending_month[i] = NEVER
-    hh.support_left[i] = 0
     acc[slot.entered + route] += 1
     acc[slot.entered_people + route] += members
     if not flags & FLAG_EVER_REGISTERED:

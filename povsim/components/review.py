@@ -200,7 +200,8 @@ COMPONENT = Component(
     section=ReviewConfig,
     params=params,
     state=(
-        State("exit_month", "int16", "month it last left the register", fill=NEVER),
+        State("exit_month", "int16", "month it last exited (NEVER: never, or removed by the look-back since)",
+              fill=NEVER),
         State("stable_years", "uint8", "consecutive exit assessments at or above the exit multiple"),
     ),
     village_state=(State("exit_target", "int64", "the village's exit-plan target in people, set before a plan "
@@ -272,7 +273,6 @@ def exit_register(hh, i, month, p, acc):
     hh.flags[i] = flags & ~FLAG_REGISTERED
     hh.route[i] = 0
     hh.stable_years[i] = 0
-    hh.support_left[i] = min(p.support.transition_months, 255)
     hh.exit_month[i] = to_stored(month)
     acc[p.slot.exited] += 1
     acc[p.slot.exited_people] += np.int64(hh.size[i])

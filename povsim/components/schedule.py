@@ -81,7 +81,7 @@ SCHEDULE: tuple[Step, ...] = (
     Step("0a", "self", "draw", "village", "the channels' draws (self-declaration, hotline), once either runs"),
     Step("0b", "income", "household_month", "village",
          "every household's shocks (illness and job transitions, recoveries first), the support it receives "
-         "(registered, or exited within the transition period), and its income and medical spending"),
+         "(registered, monitored, or exited and still keeping its policies), and its income and medical spending"),
     Step("1", "poverty", "update", "household", "the month's income into the 12-month record; true poverty"),
     Step("1", "self", "household", "household", "self-declaration: an unregistered household may apply"),
     Step("1", "data", "household", "household", "sector data: a covered household's records are compared"),
