@@ -163,7 +163,7 @@ def test_kernel_parameters_keep_the_configs_names():
     cfg = povsim.load_config(None, overrides={"policy.channels.cadre.visits_per_village": 7})
     p = C.make_params(cfg)
     assert p.cadre.visits_per_village == 7
-    assert p.cadre.revisit_months == cfg.policy.channels.cadre.revisit_months
+    assert p.cadre.rejected_wait == cfg.policy.channels.cadre.rejected_wait
     for name in ("apply_probability", "shock_multiplier", "nonpoor_probability", "perception_sd"):
         assert getattr(p.self, name) == getattr(cfg.policy.channels.self, name)
 

@@ -348,7 +348,7 @@ def test_parameter_table_has_unit_and_source_for_every_parameter():
 def _leaf_keys(data: dict, prefix: str = "") -> set[str]:
     out = set()
     for k, v in data.items():
-        if isinstance(v, dict) and k != "lines":
+        if isinstance(v, dict) and k not in ("lines", "exclusion_shares", "exit_plan"):  # tables are one key
             out |= _leaf_keys(v, f"{prefix}{k}.")
         else:
             out.add(f"{prefix}{k}")
@@ -444,7 +444,7 @@ def test_a_short_period_refuses_every_default_rule_at_once():
         ("policy.support.reemployment_multiplier", 0.5, "greater than or equal to 1"),
         ("policy.registration.quota_scale", -1.0, "greater than or equal to 0"),
         ("policy.cost.verification", -5.0, "greater than or equal to 0"),
-        ("policy.channels.cadre.revisit_months", 0, "greater than or equal to 1"),
+        ("policy.channels.cadre.rejected_wait", -1, "greater than or equal to 0"),
     ],
 )
 def test_rule_parameter_out_of_range(key, value, allowed):

@@ -139,8 +139,9 @@ def test_persistent_component_lag1_autocorrelation_is_rho():
 
 
 def test_zero_assessment_error_registers_exactly_the_poor():
-    # the assessment reads the last 12 months' income: the poor of the rolling concept
-    m = povsim.run(cfg(20_000, {"policy.registration.assessment_sd": 0.0, "poverty.concept": "rolling_12m"})).metrics
+    # the assessment reads the survey's basis, December 2013's calendar-year income: the poor of that
+    # December, whose status holds until the next December
+    m = povsim.run(cfg(20_000, {"policy.registration.assessment_sd": 0.0})).metrics
     row = _month_row(m, "2014-10")
     assert row["registered"] == row["poor"] == row["poor_registered"] > 0
     assert row["exclusion_error"] == 0.0
@@ -201,7 +202,8 @@ INVARIANT_CASES = {
     "default": {},
     "high-shocks": {"illness.onset_probability": 0.1, "job_loss.probability": 0.05, "income.transitory_sd": 0.8},
     "no-registration": {"policy.registration.enabled": False},
-    "registration-2013-01": {"policy.registration.month": "2013-01", "policy.registration.assessment_sd": 1.0},
+    "registration-2013-01": {"policy.registration.month": "2013-01", "policy.registration.survey_month": "2012-12",
+                             "policy.registration.assessment_sd": 1.0},
 }
 
 
@@ -333,15 +335,17 @@ def test_bytes_per_household(default_run):
         "illness": np.uint8, "unemployed": np.uint8, "flags": np.uint8, "net_income": np.int16,
         "medical_12m": np.float32, "capacity": np.uint16, "route": np.uint8, "pending_route": np.uint8,
         "annual_z": np.int16, "pending_month": np.int16, "poor_since": np.int16, "last_visit": np.int16,
-        "last_rejected": np.int16, "exit_month": np.int16, "gap": np.uint16,
+        "last_rejected": np.int16, "exit_month": np.int16, "gap": np.uint16, "basis": np.uint16,
+        "stable_years": np.uint8,
     }
     assert set(pop.households._fields) == set(expected)
     for name, array in zip(pop.households._fields, pop.households):
         assert array.dtype == np.dtype(expected[name]), name
     n = pop.n_households
-    # docs/model.md: 59 bytes per household (the int16 annual income normal added, the uint8 count of transition
-    # months left gone: support after exit follows from exit_month)
-    assert sum(a.nbytes for a in pop.households) == 59 * n
+    # docs/model.md: 62 bytes per household (the int16 annual income normal, the uint16 registration basis and
+    # the uint8 run of stable years added; the uint8 count of transition months left gone: support after exit
+    # follows from exit_month)
+    assert sum(a.nbytes for a in pop.households) == 62 * n
 
 
 # --- common random numbers and purity ----------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Grassroots cadres: each village's cadres visit households, worst-off first as they perceive them.
 
 Each month the cadres of a village visit a fixed number of its households: the
-lowest perceived incomes among those not registered and with no verification
-pending, those not visited within ``revisit_months`` first (a household visited
-recently is visited again only when every other has been: more visits by the same
-cadres never visit, or find, fewer households).  A cadre's view of a household's income has a log-normal
+lowest perceived incomes among those not registered, with no verification pending,
+and not rejected by a verification within ``rejected_wait`` months.  A visit that
+finds nothing does not keep the cadres from the household next month (their view of
+it is fresh each month), so more visits by the same cadres visit, and flag, a
+superset of the households fewer visits would.  A cadre's view of a household's income has a log-normal
 error, and a household connected to the cadres looks poorer than it is
 (favouritism).  A visited household perceived below the line is flagged for
 verification (:mod:`.verification`).
@@ -34,9 +35,6 @@ from .verification import flag
 STREAM_CADRE = 6  #: cadres' perception of households' incomes
 ROUTE_CODE = 5  #: this route's code in ``route`` and ``pending_route``
 ROUTE = Route(ROUTE_CODE, "cadre", "Grassroots cadres", "#ff7f0e", channel=True)
-#: added to the perceived log income of a household visited within ``revisit_months``: it is
-#: visited only once every household not visited recently has been (more visits never visit fewer)
-RECENT_PENALTY = 1e6
 
 
 class CadreConfig(Section):
@@ -61,9 +59,9 @@ class CadreConfig(Section):
         ge=0.0,
         le=5.0,
     )
-    revisit_months: int = param(6, "months", SRC_ASSUMPTION,
-                                "months in which a visited household comes after every household not visited recently",
-                                ge=1, le=600)
+    rejected_wait: int = param(
+        6, "months", SRC_ASSUMPTION + "; a household just found not poor is not put forward again at once",
+        "months after a verification rejected a household before the cadres visit it again", ge=0, le=600)
     _month = field_validator("start")(check_month)
 
 
@@ -74,7 +72,7 @@ class Params(NamedTuple):
     visits_per_village: int
     perception_sd: float
     favouritism: float
-    revisit_months: int
+    rejected_wait: int
 
 
 def params(cfg) -> Params:
@@ -84,7 +82,7 @@ def params(cfg) -> Params:
         visits_per_village=ch.visits_per_village,
         perception_sd=ch.perception_sd,
         favouritism=ch.favouritism,
-        revisit_months=ch.revisit_months,
+        rejected_wait=ch.rejected_wait,
     )
 
 
@@ -128,16 +126,19 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     rng.fill_uniforms(k0, k1, STREAM_CADRE, first_id + first, n, month, 0, draws, DRAW_CADRE)
     flags = hh.flags[first:end]
     pending_route = hh.pending_route[first:end]
-    last_visit = hh.last_visit[first:end]
+    last_rejected = hh.last_rejected[first:end]
     for j in range(n):
         log_income = elementary.log(max(draws[DRAW_INCOME_12M, j], 1.0))
         z = rng.box_muller_first(rng.box_muller_radius(draws[DRAW_CADRE, j]), draws[DRAW_CADRE + 1, j])
         perceived = log_income + pc.perception_sd * z
         if (flags[j] & FLAG_CONNECTED) != 0:
             perceived -= pc.favouritism
-        eligible = ((flags[j] & FLAG_REGISTERED) == 0) & (pending_route[j] == 0)
-        recent = months_since(last_visit[j], month) < pc.revisit_months
-        values[j] = (perceived + RECENT_PENALTY * recent) if eligible else math.inf
+        eligible = (
+            ((flags[j] & FLAG_REGISTERED) == 0)
+            & (pending_route[j] == 0)
+            & (months_since(last_rejected[j], month) >= pc.rejected_wait)
+        )
+        values[j] = perceived if eligible else math.inf
     visits = pc.visits_per_village
     visited = 0
     highest_kept = math.inf  # +inf until `visits` are kept: every eligible household enters
@@ -149,8 +150,7 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     for c in range(visited):
         j = chosen[c]
         i = first + j
-        recent = months_since(hh.last_visit[i], month) < pc.revisit_months
         hh.last_visit[i] = to_stored(month)
         acc[p.slot.cadre_visits] += 1
-        if values[j] < log_line + RECENT_PENALTY * recent:  # the perception, without the order's penalty
+        if values[j] < log_line:
             flag(hh, i, month, ROUTE_CODE, 0, p, acc)

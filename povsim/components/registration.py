@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 
@@ -120,15 +120,6 @@ class RegistrationConfig(Section):
 
     _month = field_validator("month", "survey_month")(check_month)
 
-    @model_validator(mode="after")
-    def _survey_first(self) -> "RegistrationConfig":
-        if parse_month(self.survey_month) >= parse_month(self.month):
-            raise ValueError(
-                f"policy.registration.survey_month = {self.survey_month!r} is not before policy.registration.month "
-                f"= {self.month!r}; allowed: a survey month before the registration"
-            )
-        return self
-
 
 class Params(NamedTuple):
     """The one-time registration in the kernels' units."""
@@ -150,13 +141,16 @@ def params(cfg) -> Params:
 
 
 def _check(cfg) -> list[str]:
-    """The survey month needs a year of income history: not before the first assessed December."""
+    """The survey comes before the registration, and needs a year of income history (from the first December)."""
     from ..schema import first_month
 
     reg = cfg.policy.registration
     if not reg.enabled:
         return []
     record_start = first_month(parse_month(cfg.simulation.start), cfg.simulation.burn_in_years) + 11
+    if parse_month(reg.survey_month) >= parse_month(reg.month):
+        return [f"policy.registration.survey_month = {reg.survey_month!r} is not before policy.registration.month = "
+                f"{reg.month!r}; allowed: a survey month before the registration"]
     if parse_month(reg.survey_month) < record_start:
         return [f"policy.registration.survey_month = {reg.survey_month!r} is before the first month with a year of "
                 f"income history ({format_month(record_start)}); allowed: {format_month(record_start)} or later"]

@@ -317,7 +317,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
 
 @nb.njit(cache=True, _nrt=False, error_model="numpy")
 def plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
-    """Phase 3e: in a plan year's exit month, the village meets its exit target (people), if it can.
+    """Phase 3b: in a plan year's exit month, the village meets its exit target (people), if it can.
 
     After the month's exits, a village whose exited people fall short of
     ``vs.exit_target[v]`` exits its registered households that meet the guarantees,

@@ -68,7 +68,7 @@ def scratch(largest):
 class Step:
     """One call of the order of events."""
 
-    phase: str  #: "0a", "0b", "1", "2", "3", "4"
+    phase: str  #: "0a", "0b", "1", "2", "3", "3b", "4"
     component: str  #: the component's name
     hook: str  #: the hook's name in the component's module
     level: str  #: "village" (once for the village) or "household" (for each household, in order)
@@ -96,13 +96,13 @@ SCHEDULE: tuple[Step, ...] = (
          "the look-back, in the village's look-back month: removals on clear evidence, the missed poor added"),
     Step("3", "review", "household", "household",
          "exits on stable income with the guarantees (annually from the first exit month); the annual review's entries"),
-    Step("3", "review", "plan", "village", "an exit plan's target met, exits pulled forward, in a plan year's exit month"),
+    Step("3b", "review", "plan", "village", "an exit plan's target met, exits pulled forward, in a plan year's exit month"),
     Step("4", "census", "count", "village", "the month's counts of the village's households"),
 )
 
-#: Phases 3 and 4 run only from ``p.time.quiet_until`` (the first month that is reported or in
+#: Phases 3, 3b and 4 run only from ``p.time.quiet_until`` (the first month that is reported or in
 #: which a rule runs): before it they would do nothing.
-QUIET_PHASES = ("3", "4")
+QUIET_PHASES = ("3", "3b", "4")
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
