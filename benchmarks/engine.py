@@ -174,8 +174,6 @@ def bench_config(households: int, months: int, registration: str = "2013-10",
             "simulation.start": START,
             "simulation.end": format_month(end),
             "policy.registration.month": registration,
-            # the survey is the December before the registration (the first December with a year of income)
-            "policy.registration.survey_month": format_month((parse_month(registration) // 12 - 1) * 12 + 11),
             **ONETIME,
             **(overrides or {}),
         },

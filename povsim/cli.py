@@ -434,7 +434,8 @@ def parameters_markdown() -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in parameter_table():
-        cells = [f"`{row['key']}`", row["unit"], f"`{row['default']!r}`", row["allowed"], row["description"], row["source"]]
+        default = "unset" if row["default"] is None else f"`{row['default']!r}`"
+        cells = [f"`{row['key']}`", row["unit"], default, row["allowed"], row["description"], row["source"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -446,7 +447,8 @@ def _cmd_params(markdown: bool) -> int:
         print(parameters_markdown(), end="")
         return 0
     for row in parameter_table():
-        print(f"{row['key']} = {row['default']!r}  [{row['unit']}; allowed {row['allowed']}]")
+        default = "(unset)" if row["default"] is None else repr(row["default"])
+        print(f"{row['key']} = {default}  [{row['unit']}; allowed {row['allowed']}]")
         print(f"    {row['description']}. Source: {row['source']}")
     return 0
 

@@ -71,7 +71,7 @@ STREAM_VERIFY = 7  #: errors of the verification means test
 STREAM_REVIEW = 8  #: look-back and annual review assessments; look-back month of a village
 STREAM_QUOTA = 9  #: county and village estimates behind the registration quotas (id = county / village)
 STREAM_SAMPLE = 10  #: household samples of validation surveys (povsim.validate)
-STREAM_OFFICE = 12  #: the household's persistent assessment component, exclusion evidence and housing (drawn once)
+STREAM_OFFICE = 13  #: the household's persistent assessment component, exclusion evidence and housing (drawn once)
 
 # --- Philox4x32-10 constants (Random123) ----------------------------------------------
 _M0 = np.uint64(0xD2511F53)

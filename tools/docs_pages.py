@@ -74,7 +74,10 @@ def type_name(annotation, unit: str) -> str:
     if origin is dict:
         return "table: year = number"
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(type_name(a, unit) for a in typing.get_args(annotation))
+        args = typing.get_args(annotation)
+        if type(None) in args:  # optional: left out of the file when unset
+            return " or ".join(type_name(a, unit) for a in args if a is not type(None)) + ", or left out"
+        return " or ".join(type_name(a, unit) for a in args)
     return str(annotation)
 
 
@@ -250,7 +253,10 @@ def analyst_guide() -> str:
         for name, field in own:
             key = f"{prefix}.{name}" if prefix else name
             row = rows[key]
-            snippet.append((f"{name} = {toml_value(row['default'])}", row["description"]))
+            if row["default"] is None:  # unset by default: shown commented out, with the form it takes
+                snippet.append((f'# {name} = "YYYY-MM"', row["description"]))
+            else:
+                snippet.append((f"{name} = {toml_value(row['default'])}", row["description"]))
         width = max(len(s) for s, _ in snippet)
         for text, comment in snippet:
             lines.append(f"{text.ljust(width)}  # {comment}")
@@ -263,7 +269,8 @@ def analyst_guide() -> str:
                 "| " + " | ".join(
                     _cell(c) for c in (
                         f"`{key}`", type_name(field.annotation, row["unit"]), row["unit"],
-                        f"`{toml_value(row['default'])}`", row["allowed"], row["description"], row["source"],
+                        "unset" if row["default"] is None else f"`{toml_value(row['default'])}`", row["allowed"],
+            row["description"], row["source"],
                     )
                 ) + " |"
             )

@@ -38,7 +38,7 @@ from .. import elementary, rng
 from ..schema import SRC_ASSUMPTION, Section, param
 from .base import Component, Draw
 
-STREAM_OFFICE = 12  #: the household's persistent assessment component, exclusion evidence and housing (id = household)
+STREAM_OFFICE = 13  #: the household's persistent assessment component, exclusion evidence and housing (id = household)
 
 SRC_EXCLUSION = (
     "provincial exclusion criteria (Hebei's dynamic-management rules; China Keywords 2021-01-11, 'Look back'; "

@@ -69,12 +69,13 @@ class RegistrationConfig(Section):
 
     enabled: bool = param(True, "flag", SRC_REG_2014, "run the one-time registration")
     month: Month = param("2014-10", "month", SRC_REG_2014, "month in which households are registered")
-    survey_month: Month = param(
-        "2013-12",
+    survey_month: Month | None = param(
+        None,
         "month",
         SRC_SURVEY_2013,
-        "month of the survey the registration looks for: its poor are counted for the quotas, and every "
-        "household's income then is its registration basis (before the registration month)",
+        "month of the survey the registration looks for, before the registration: its poor are counted for "
+        "the quotas, and every household's income then is its registration basis; unset: the December before "
+        "the registration month (2013-12 for the 2014-10 registration)",
     )
     method: Literal["quota", "threshold"] = param(
         "quota",
@@ -118,7 +119,19 @@ class RegistrationConfig(Section):
         le=5.0,
     )
 
-    _month = field_validator("month", "survey_month")(check_month)
+    _month = field_validator("month")(check_month)
+
+    @field_validator("survey_month")
+    @classmethod
+    def _survey(cls, value: str | None) -> str | None:
+        return None if value is None else check_month(value)
+
+
+def survey_month(section: RegistrationConfig) -> int:
+    """The survey's month index: ``survey_month``, or the December before the registration month."""
+    if section.survey_month is not None:
+        return parse_month(section.survey_month)
+    return (parse_month(section.month) // 12 - 1) * 12 + 11
 
 
 class Params(NamedTuple):
@@ -134,7 +147,7 @@ def params(cfg) -> Params:
     reg = cfg.policy.registration
     return Params(
         month=month_or_never(reg.enabled, reg.month),
-        survey_month=month_or_never(reg.enabled, reg.survey_month),
+        survey_month=survey_month(reg) if reg.enabled else NO_MONTH,
         method=METHOD_QUOTA if reg.method == "quota" else METHOD_THRESHOLD,
         assessment_sd=reg.assessment_sd,
     )
@@ -148,12 +161,14 @@ def _check(cfg) -> list[str]:
     if not reg.enabled:
         return []
     record_start = first_month(parse_month(cfg.simulation.start), cfg.simulation.burn_in_years) + 11
-    if parse_month(reg.survey_month) >= parse_month(reg.month):
+    survey = survey_month(reg)
+    if survey >= parse_month(reg.month):
         return [f"policy.registration.survey_month = {reg.survey_month!r} is not before policy.registration.month = "
                 f"{reg.month!r}; allowed: a survey month before the registration"]
-    if parse_month(reg.survey_month) < record_start:
-        return [f"policy.registration.survey_month = {reg.survey_month!r} is before the first month with a year of "
-                f"income history ({format_month(record_start)}); allowed: {format_month(record_start)} or later"]
+    if survey < record_start:
+        return [f"policy.registration.survey_month = {format_month(survey)!r} is before the first month with a year "
+                f"of income history ({format_month(record_start)}); allowed: {format_month(record_start)} or later "
+                "(set simulation.burn_in_years or simulation.start earlier)"]
     return []
 
 
