@@ -28,6 +28,7 @@ import pandas as pd
 
 from . import rng
 from .calibrate import load_targets, model_moment
+from .components import assessment
 from .components.base import NO_MONTH
 from .components.poverty import record_sum
 from .components.registration import below_with_error
@@ -165,7 +166,7 @@ _PEOPLE, _SAMPLED, _SAMPLED_PEOPLE, _JUDGED_POOR_PEOPLE, _POOR_PEOPLE = range(5)
 
 @nb.njit(cache=True, error_model="numpy")
 def _unit_sample(flags, exit_month, size, net_income, village_start, village_county, county_unit, n_units, first_id,
-                 month, line, review_month, people_target, assessor_sd, office_share, k0, k1):
+                 month, line, review_month, people_target, assessor_sd, office_share, k0, k1, pa):
     """Per unit and stratum: people in it, households and people sampled, sampled people judged poor, truly poor.
 
     Returns int64 of shape (units, 2, 5): stratum 0 is the exited, 1 the non-registered;
@@ -202,7 +203,7 @@ def _unit_sample(flags, exit_month, size, net_income, village_start, village_cou
             z_office = 0.0
             if review_month != NO_MONTH:
                 r0, r1, _, _ = rng.draw4(k0, k1, rng.STREAM_REVIEW, gid, review_month, 1)
-                z_office, _ = rng.box_muller(r0, r1)
+                z_office = assessment.office_error(k0, k1, gid, r0, r1, pa)  # its persistent part included
             z = assessor_error(z_own, z_office, office_share)
             if below_with_error(record_sum(net_income, i), line, assessor_sd, z):
                 row[_JUDGED_POOR_PEOPLE] += people
@@ -210,8 +211,8 @@ def _unit_sample(flags, exit_month, size, net_income, village_start, village_cou
 
 
 def last_review(review_first: int, month: int) -> int:
-    """The month of the last annual review at or before ``month`` (reviews every 12 months from
-    ``review_first``), or NO_MONTH when none has run by then or reviews are off."""
+    """The month of the last annual assessment at or before ``month`` (every 12 months from
+    ``review_first``, e.g. the first exit assessment), or NO_MONTH when none has run by then or they are off."""
     if review_first == NO_MONTH or month < review_first:
         return NO_MONTH
     return review_first + 12 * ((month - review_first) // 12)
@@ -247,11 +248,11 @@ def county_assessment(sim, months: list[int], people_target: float = 500, min_ho
       that is below the month's line (a non-positive income is judged poor).
       ``assessor_sd`` (0.20 log points) is an assumption: a third-party household
       survey's measurement error.  ``z`` (:func:`assessor_error`) mixes the
-      assessor's own normal with the normal of the office's assessment at the last
-      annual review at or before the month (the draw the review used, or would have
-      used for a household it did not assess), with correlation ``office_share``;
-      before the first review, or without reviews, the office's normal is 0 and the
-      assessor's error is its own.
+      assessor's own normal with the error of the office's last exit assessment at or
+      before the month (the error it made, its persistent part included, or would
+      have made for a household it did not assess), with correlation ``office_share``;
+      before the first exit assessment, or without them, the office's error is 0 and
+      the assessor's error is its own.
 
     Returns one row per (month, unit): ``month``, ``unit``, ``counties`` and
     ``households`` in the unit; per stratum the people in it (``exited_people``,
@@ -289,8 +290,8 @@ def county_assessment(sim, months: list[int], people_target: float = 500, min_ho
         table = _unit_sample(
             hh.flags, hh.exit_month, hh.size, hh.net_income, pop.village_start, pop.village_county, county_unit,
             n_units, pop.first_id, m, float(timeline.lines[m - timeline.first]),
-            last_review(sim.params.review.first, m), float(people_target), float(assessor_sd), float(office_share),
-            *sim.key,
+            last_review(sim.params.review.exit_first, m), float(people_target), float(assessor_sd),
+            float(office_share), *sim.key, sim.params.assessment,
         )
         for u in range(n_units):
             exited, nonregistered = table[u]

@@ -345,7 +345,8 @@ def test_scenario_file_from_the_command_line(tmp_path):
 def test_single_scenario_experiment_is_written_as_one_result(tmp_path):
     path = _write(tmp_path, "", name="single")
     exp = Experiment.from_file(path, overrides={"simulation.start": "2017-01", "policy.registration.enabled": False,
-                                                "policy.lookback.enabled": False})
+                                                "policy.lookback.enabled": False,
+                                                "policy.review.exit_first": "2017-12"})
     assert exp.scenarios == ["baseline"]
     outcome = exp.run()
     out = outcome.save(tmp_path / "out")

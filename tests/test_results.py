@@ -63,7 +63,9 @@ def test_round_trip_of_the_full_model(full_result, tmp_path):
     pd.testing.assert_frame_equal(loaded.detection_delays(), full_result.detection_delays(), check_exact=True)
     assert loaded.config == full_result.config
     assert list(loaded.events["event"]) == [
-        "registration", "lookback", "review 2017-10", "review 2018-10", "review 2019-10", "review 2020-10",
+        "registration", "exits 2014-12", "lookback", "exits 2015-12", "exits 2016-12", "review 2017-10",
+        "exits 2017-12", "review 2018-10", "exits 2018-12", "review 2019-10", "exits 2019-12", "review 2020-10",
+        "exits 2020-12",
     ]
     assert list(loaded.delays.index) == list(M.ROUTES) and loaded.delays.index.name == "route"
     assert list(loaded.delays.columns) == [str(b) for b in range(48)] + ["48+", "unknown"]
@@ -152,7 +154,8 @@ def test_summary_one_row_per_year_with_december_values(default_result):
 def test_summary_of_the_full_model(full_result):
     m, s = _check_summary(full_result)
     assert list(s.index) == list(range(2013, 2021))
-    assert (s.loc[2017:, "exited"] > 0).all() and (s.loc[:2016, "exited"] == 0).all()
+    # exits from 2014's assessment on, after two stable years: the first in December 2015
+    assert (s.loc[2015:, "exited"] > 0).all() and (s.loc[:2014, "exited"] == 0).all()
     assert (s["entered"].loc[2014:] > 0).all()
 
 

@@ -145,8 +145,8 @@ def test_a_full_sample_gives_the_census_rates_in_people(census):
 
 
 def test_an_assessor_repeating_the_office_finds_no_wrong_exits():
-    """Constant incomes and one line: an assessor with the review's error (office_share = 1, the review's
-    SD) judges each household exactly as the last review (2017-10, 2018-10) did, and the review let exit
+    """Constant incomes and one line: an assessor with the office's error (office_share = 1, the review's
+    SD) judges each household exactly as the last exit assessment (2017-12, 2018-12) did, and that let exit
     only households it assessed at or above the line; by true status some of them are poor."""
     cfg = full_cfg(6_000, {**SMALL, **NO_SHOCKS, "simulation.end": "2018-12"})
     assert cfg.policy.review.exit_multiple == 1.0 and cfg.policy.review.first == "2017-10"
