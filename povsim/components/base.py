@@ -39,7 +39,7 @@ from ..schema import parse_month
 
 __all__ = [
     "Component", "State", "Draw", "Count", "Bins", "Column", "Route", "NO_MONTH", "FLAG_REGISTERED",
-    "FLAG_POOR", "FLAG_CONNECTED", "FLAG_COVERED", "FLAG_POOR_DECEMBER", "FLAG_POOR_EARLIER", "FLAG_EVER_REGISTERED",
+    "FLAG_POOR", "FLAG_CONNECTED", "FLAG_COVERED", "FLAG_POOR_DECEMBER", "FLAG_POOR_EARLIER", "FLAG_EVER_REGISTERED", "FLAG_MONITORED",
     "MONTH_ORIGIN", "NEVER",
     "is_active", "to_stored", "months_since", "store_yuan", "add_binned",
 ]
@@ -54,6 +54,7 @@ FLAG_COVERED = 8  #: the household's records are in other departments' data
 FLAG_POOR_DECEMBER = 16  #: the household was poor at the last December assessment
 FLAG_POOR_EARLIER = 32  #: the household was poor at a December assessment before the last one
 FLAG_EVER_REGISTERED = 64  #: the household has been on the register at some time
+FLAG_MONITORED = 128  #: the household is monitored for a return to poverty (from 2021)
 MONTH_ORIGIN = 1900 * 12  #: month stored as 0 in int16 month fields
 NEVER = -32768  #: "never" in int16 month fields
 

@@ -105,7 +105,8 @@ COMPONENT = Component(
         Count("registered", "households on the register at the end of the month"),
         Count("registered_people", "people in registered households", unit="people"),
         Count("poor_registered", "households both poor and registered"),
-        Count("supported", "households receiving support this month (registered, or exited within the transition period)"),
+        Count("supported", "households receiving support this month (registered or monitored, or exited within the "
+              "transition period)"),
         Count("gap_fx", "sum over people of the poverty gap ratio, in 1/GAP_SCALE", unit="fixed point", column=None),
         Count("severity_fx", "sum over people of the squared gap ratio, in 1/GAP_SCALE^2", unit="fixed point",
               column=None),

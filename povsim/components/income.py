@@ -265,7 +265,7 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     for j in range(n):  # record the shocks, the support and the medical spending in the state
         supported = draws[DRAW_SUPPORTED, j] != 0.0
         capacity_state[j] = support.developed_capacity(np.int64(capacity_state[j]), supported, ps)  # the same if not supported
-        support_left[j] -= np.uint8(supported & ((flags[j] & FLAG_REGISTERED) == 0))  # one transition month used
+        support_left[j] -= np.uint8((support_left[j] > 0) & ((flags[j] & FLAG_REGISTERED) == 0))  # one transition month used
         illness_state[j] = np.uint8(draws[DRAW_ILLNESS, j])
         unemployed_state[j] = np.uint8(draws[DRAW_UNEMPLOYED, j])
         persistent_state[j] = draws[DRAW_PERSISTENT, j]

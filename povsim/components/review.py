@@ -3,7 +3,11 @@
 Once a year, from the first review's month, every registered household is assessed:
 one assessed at or above a multiple of the line exits, and keeps its support for the
 transition period (:mod:`.support`).  A share of the unregistered households is
-assessed for entry; those assessed below the line are registered.
+assessed for entry; those assessed below the line are registered.  While
+monitoring runs (:mod:`.monitoring`), an unmonitored household assessed for entry
+below the monitoring range, or meeting its spending trigger, is put into monitoring
+instead; a monitored household gets the annual check instead
+(:func:`povsim.components.monitoring.check`: it leaves monitoring once out of risk).
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import numpy as np
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, month_or_never, to_stored
+from . import monitoring
+from .base import (
+    FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, is_active,
+    month_or_never, to_stored,
+)
 from .income import DRAW_INCOME_12M
 from .lookback import STREAM_REVIEW
 from .registration import assessed_below, register
@@ -123,7 +131,12 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
             acc[p.slot.exited_people] += np.int64(hh.size[i])
             if (flags & FLAG_POOR) != 0:
                 acc[p.slot.wrong_exit] += 1
+    elif (flags & FLAG_MONITORED) != 0:
+        monitoring.check(hh, i, first_id, month, line, income, p, k0, k1, acc)
     elif u_cover < rv.entry_coverage:
         acc[p.slot.assessed_review] += 1
-        if assessed_below(income, line, rv.assessment_sd, u0, u1):
+        if is_active(p.monitoring.start, month):
+            if monitoring.assessed_at_risk(hh, i, income, month, line, rv.assessment_sd, u0, u1, p.monitoring):
+                monitoring.enter(hh, i, ROUTE_CODE, p, acc)
+        elif assessed_below(income, line, rv.assessment_sd, u0, u1):
             register(hh, i, month, ROUTE_CODE, p, acc)

@@ -40,7 +40,8 @@ import numba as nb
 import numpy as np
 
 from . import (
-    cadre, census, data, hotline, income, lookback, poverty, registration, review, self_declaration, verification,
+    cadre, census, data, hotline, income, lookback, monitoring, poverty, registration, review, self_declaration,
+    verification,
 )
 
 __all__ = ["Scratch", "Step", "SCHEDULE", "village_month", "household_update", "household_events", "scratch"]
@@ -91,8 +92,10 @@ SCHEDULE: tuple[Step, ...] = (
     Step("3", "verification", "household", "household", "verification of a flag that is due; registration if eligible"),
     Step("3", "registration", "household", "household", "the one-time registration by threshold, in its month"),
     Step("3", "lookback", "household", "household", "the look-back, in the village's look-back month"),
-    Step("3", "review", "household", "household", "the annual review: exits of registered households, entries of others"),
+    Step("3", "review", "household", "household",
+         "the annual review: exits of registered households, the check of monitored ones, entries of others"),
     Step("4", "census", "count", "village", "the month's counts of the village's households"),
+    Step("4", "monitoring", "count", "village", "the monitoring stocks of the village's households, while counted"),
 )
 
 #: Phases 3 and 4 run only from ``p.time.quiet_until`` (the first month that is reported or in
@@ -133,3 +136,4 @@ def village_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     for i in range(vs.start[v], vs.start[v + 1]):
         household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
     census.count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
+    monitoring.count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)

@@ -19,7 +19,7 @@ from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 import numba as nb
 
 from ..schema import SRC_ASSUMPTION, Section, param
-from .base import FLAG_REGISTERED, Column, Component, State
+from .base import FLAG_MONITORED, FLAG_REGISTERED, Column, Component, State
 
 CAPACITY_SCALE = 10000.0  #: capacity is stored in 1/10000 log points
 
@@ -110,8 +110,8 @@ COMPONENT = Component(
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def is_supported(flags, support_left):
-    """Whether a household receives support this month: registered, or exited within its transition period."""
-    return ((flags & FLAG_REGISTERED) != 0) | (support_left > 0)  # no branch: the income loop vectorises
+    """Whether a household receives support this month: registered or monitored, or exited within its transition period."""
+    return ((flags & (FLAG_REGISTERED | FLAG_MONITORED)) != 0) | (support_left > 0)  # no branch: the income loop vectorises
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
