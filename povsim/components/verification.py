@@ -7,8 +7,10 @@ income is below a multiple of the line, and otherwise rejected (the hotline then
 waits before it calls again).  While monitoring runs (:mod:`.monitoring`), a
 household is identified within the monitoring deadline of its flag reaching the
 office, and one assessed below the monitoring range, or meeting its spending
-trigger, is put into monitoring instead of onto the register.  Counts by route: flags, verifications, verifications
-of truly poor households (the channel's precision).
+trigger, is put into monitoring instead of onto the register.  Counts by route:
+flags, verifications, verifications of truly poor households (the channel's
+precision); while monitoring, the months from a flag reaching the office to its
+verification (``identification_delay``).
 """
 
 from __future__ import annotations
