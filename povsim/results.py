@@ -211,7 +211,11 @@ def load_result(directory: str | Path) -> Result:
 
 
 def event_table(totals, months: list[int], events) -> pd.DataFrame:
-    """One row per policy event: households assessed, added, removed, wrongly, and the register around it."""
+    """One row per policy event: households assessed, added, removed, wrongly, and the register around it.
+
+    For monitoring: verifications while it runs, households put into monitoring, those whose risk was
+    eliminated (wrongly: while truly poor), and the register around it.
+    """
     from . import metrics as M
 
     index = {m: k for k, m in enumerate(months)}
@@ -221,6 +225,23 @@ def event_table(totals, months: list[int], events) -> pd.DataFrame:
         ks = [index[m] for m in range(first, last + 1) if m in index]
         window = totals[ks].sum(axis=0)
         kind = name.split()[0]
+        before = totals[ks[0] - 1, M.REGISTERED] if ks and ks[0] > 0 else 0
+        if kind == "monitoring":  # households put into monitoring and out of it (risk eliminated), every route
+            rows.append(
+                {
+                    "event": name,
+                    "start": format_month(first),
+                    "end": format_month(last),
+                    "assessed": int(window[M.IDENTIFICATION_DELAY : M.IDENTIFICATION_DELAY + M.BINS["identification_delay"].bins].sum()),
+                    "added": int(window[M.ENTERED_MONITORING : M.ENTERED_MONITORING + M.N_ROUTES].sum()),
+                    "removed": int(window[M.RISK_ELIMINATED]),
+                    "wrongly_added": 0,
+                    "wrongly_removed": int(window[M.WRONG_RISK_ELIMINATED]),
+                    "register_before": int(before),
+                    "register_after": int(totals[ks[-1], M.REGISTERED]) if ks else 0,
+                }
+            )
+            continue
         route = code.get(kind, 0)  # exits add no one
         if kind == "exits":
             assessed, removed, wrongly_removed = window[M.ASSESSED_EXIT], window[M.EXITED], window[M.WRONG_EXIT]
@@ -232,7 +253,6 @@ def event_table(totals, months: list[int], events) -> pd.DataFrame:
         else:
             assessed = window[M.ASSESSED_REVIEW] + window[M.ASSESSED_EXIT]
             removed, wrongly_removed = window[M.EXITED], window[M.WRONG_EXIT]
-        before = totals[ks[0] - 1, M.REGISTERED] if ks and ks[0] > 0 else 0
         rows.append(
             {
                 "event": name,

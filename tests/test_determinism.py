@@ -16,10 +16,14 @@ from helpers import ONETIME, SHORT, cfg, full_cfg
 import povsim
 from povsim import metrics as M
 
-#: the thread check: the full default model (every rule and channel, 2013-2020) and a short one-time run
+#: the thread check: the full default model (every rule and channel, 2013-2020), a short one-time run, and
+#: the full model with monitoring to 2025
 THREAD_CASES = {
     "full": {"population.households": 30000, "seed": 99, "simulation.burn_in_years": 1},
     "onetime": {"population.households": 30000, "seed": 99, **SHORT, **ONETIME},
+    "monitoring": {"population.households": 30000, "seed": 99, "simulation.burn_in_years": 1,
+                   "simulation.end": "2025-12", "policy.monitoring.enabled": True,
+                   **{f"poverty.lines.{year}": 4000.0 * 1.02 ** (year - 2020) for year in range(2021, 2026)}},
 }
 
 SCRIPT = textwrap.dedent(

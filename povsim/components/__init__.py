@@ -48,6 +48,7 @@ __all__ = [
 MODULES = (
     "income", "illness", "job_loss", "poverty", "census", "assessment", "registration", "lookback", "review", "cost",
     "self_declaration", "cadre", "verification", "data", "hotline", "support",
+    "monitoring",
 )
 
 _modules = [importlib.import_module(f"{__name__}.{name}") for name in MODULES]

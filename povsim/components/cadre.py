@@ -8,7 +8,9 @@ it is fresh each month), so more visits by the same cadres visit, and flag, a
 superset of the households fewer visits would.  A cadre's view of a household's income has a log-normal
 error, and a household connected to the cadres looks poorer than it is
 (favouritism).  A visited household perceived below the line is flagged for
-verification (:mod:`.verification`).
+verification (:mod:`.verification`).  While monitoring runs (:mod:`.monitoring`), a
+visited household perceived below the monitoring range or meeting its spending trigger
+is flagged, and monitored households are not visited.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import numba as nb
 
 from .. import elementary, rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
+from . import monitoring
 from .base import (
-    FLAG_CONNECTED, FLAG_REGISTERED, NEVER, Column, Component, Count, Draw, Route, State, is_active, month_or_never,
+    FLAG_CONNECTED, FLAG_MONITORED, FLAG_REGISTERED, NEVER, Column, Component, Count, Draw, Route, State, is_active, month_or_never,
     months_since, to_stored,
 )
 from .income import DRAW_CADRE, DRAW_INCOME_12M
@@ -122,7 +125,7 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     first = vs.start[v]
     end = vs.start[v + 1]
     n = end - first
-    log_line = elementary.log(line)
+    log_line = elementary.log(monitoring.range_line(p.monitoring, month, line))  # the range while monitoring
     rng.fill_uniforms(k0, k1, STREAM_CADRE, first_id + first, n, month, 0, draws, DRAW_CADRE)
     flags = hh.flags[first:end]
     pending_route = hh.pending_route[first:end]
@@ -134,7 +137,7 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         if (flags[j] & FLAG_CONNECTED) != 0:
             perceived -= pc.favouritism
         eligible = (
-            ((flags[j] & FLAG_REGISTERED) == 0)
+            ((flags[j] & (FLAG_REGISTERED | FLAG_MONITORED)) == 0)
             & (pending_route[j] == 0)
             & (months_since(last_rejected[j], month) >= pc.rejected_wait)
         )
@@ -152,5 +155,5 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         i = first + j
         hh.last_visit[i] = to_stored(month)
         acc[p.slot.cadre_visits] += 1
-        if values[j] < log_line:
+        if values[j] < log_line or monitoring.spending_trigger(hh, i, draws[DRAW_INCOME_12M, j], month, p.monitoring):
             flag(hh, i, month, ROUTE_CODE, 0, p, acc)

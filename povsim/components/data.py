@@ -5,7 +5,7 @@ those in formal work) are compared: a household is flagged when its out-of-pocke
 medical spending over 12 months passes an amount or a share of its income, when a
 job is lost, or when its last 3 months' income fell well below the 9 months before.
 The flag reaches the poverty office after a lag and goes to verification
-(:mod:`.verification`).
+(:mod:`.verification`).  Monitored households (:mod:`.monitoring`) are not compared.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_COVERED, FLAG_REGISTERED, Column, Component, Route, is_active, month_or_never
+from .base import FLAG_COVERED, FLAG_MONITORED, FLAG_REGISTERED, Column, Component, Route, is_active, month_or_never
 from .income import DRAW_INCOME_12M, DRAW_LOST_JOB, DRAW_MEDICAL
 from .verification import flag
 
@@ -131,7 +131,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1: household ``i``'s records compared, if covered, unregistered, with no verification pending."""
     pd = p.data
     flags = hh.flags[i]
-    if not is_active(pd.start, month) or (flags & FLAG_REGISTERED) != 0 or hh.pending_route[i] != 0:
+    if not is_active(pd.start, month) or (flags & (FLAG_REGISTERED | FLAG_MONITORED)) != 0 or hh.pending_route[i] != 0:
         return
     if (flags & FLAG_COVERED) == 0:
         return

@@ -3,7 +3,9 @@
 Each month a truly poor household that is not registered, has no verification
 pending and was not rejected recently calls with a small probability (its draw is
 word 1 of the channels stream, :mod:`.self_declaration`).  A call is a flag for
-verification (:mod:`.verification`).
+verification (:mod:`.verification`).  While monitoring runs (:mod:`.monitoring`), an
+unmonitored household truly below the monitoring range or meeting its spending
+trigger calls too.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 import numba as nb
 
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_POOR, FLAG_REGISTERED, Component, Route, is_active, month_or_never, months_since
-from .income import DRAW_CHANNELS
+from . import monitoring
+from .base import FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, Component, Route, is_active, month_or_never, months_since
+from .income import DRAW_CHANNELS, DRAW_INCOME_12M
 from .verification import flag
 
 ROUTE_CODE = 7  #: this route's code in ``route`` and ``pending_route``
@@ -74,9 +77,12 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     flags = hh.flags[i]
     if (
         is_active(ph.start, month)
-        and (flags & FLAG_REGISTERED) == 0
+        and (flags & (FLAG_REGISTERED | FLAG_MONITORED)) == 0
         and hh.pending_route[i] == 0
-        and (flags & FLAG_POOR) != 0
+        and (
+            (flags & FLAG_POOR) != 0
+            or monitoring.truly_at_risk(hh, i, s.draws[DRAW_INCOME_12M, i - vs.start[v]], month, line, p.monitoring)
+        )
         and months_since(hh.last_rejected[i], month) >= ph.rejected_wait
         and s.draws[DRAW_CHANNELS + 1, i - vs.start[v]] < ph.call_probability
     ):

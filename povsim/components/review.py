@@ -27,7 +27,10 @@ the target is met (:func:`plan`): exits pulled forward, some of them wrong.
 **Entries** at the annual review (the annual dynamic adjustment from 2017): a share
 of the unregistered households is assessed for entry; those assessed below the
 line and holding no excluding evidence (:func:`povsim.components.lookback.refuses`)
-are registered.
+are registered.  While monitoring runs (:mod:`.monitoring`), an unmonitored household
+assessed for entry below the monitoring range, or meeting its spending trigger, is
+put into monitoring instead; a monitored household gets the annual check instead
+(:func:`povsim.components.monitoring.check`: it leaves monitoring once out of risk).
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ import numpy as np
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param, parse_month
-from . import assessment
+from . import assessment, monitoring
 from .base import (
-    FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, month_or_never, to_stored,
+    FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, is_active,
+    month_or_never, to_stored,
 )
 from .census import CATASTROPHIC_SHARE
 from .income import DRAW_INCOME_12M, DRAW_MEDICAL
@@ -306,10 +310,16 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
             return
         exit_register(hh, i, month, p, acc)
     elif entry_due:
+        if (hh.flags[i] & FLAG_MONITORED) != 0:
+            monitoring.check(hh, i, first_id, month, line, income, p, k0, k1, acc)
+            return
         u0, u1, u_cover, _ = rng.draw4(k0, k1, STREAM_REVIEW, gid, month, 1)
         if u_cover < rv.entry_coverage:
             acc[p.slot.assessed_review] += 1
-            if office_below(income, line, rv.assessment_sd, u0, u1, k0, k1, gid, p.assessment) and not refuses(
+            if is_active(p.monitoring.start, month):
+                if monitoring.assessed_at_risk(hh, i, income, month, line, rv.assessment_sd, u0, u1, p.monitoring):
+                    monitoring.enter(hh, i, ROUTE_CODE, p, acc)
+            elif office_below(income, line, rv.assessment_sd, u0, u1, k0, k1, gid, p.assessment) and not refuses(
                 k0, k1, gid, month, p
             ):
                 register(hh, i, month, ROUTE_CODE, basis_of(income, line), p, acc)

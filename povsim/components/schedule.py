@@ -40,7 +40,8 @@ import numba as nb
 import numpy as np
 
 from . import (
-    cadre, census, data, hotline, income, lookback, poverty, registration, review, self_declaration, verification,
+    cadre, census, data, hotline, income, lookback, monitoring, poverty, registration, review, self_declaration,
+    verification,
 )
 
 __all__ = ["Scratch", "Step", "SCHEDULE", "village_month", "household_update", "household_events", "scratch"]
@@ -95,9 +96,11 @@ SCHEDULE: tuple[Step, ...] = (
     Step("3", "lookback", "household", "household",
          "the look-back, in the village's look-back month: removals on clear evidence, the missed poor added"),
     Step("3", "review", "household", "household",
-         "exits on stable income with the guarantees (annually from the first exit month); the annual review's entries"),
+         "exits on stable income with the guarantees (annually from the first exit month); the annual review's "
+         "check of monitored households and entries of others"),
     Step("3b", "review", "plan", "village", "an exit plan's target met, exits pulled forward, in a plan year's exit month"),
     Step("4", "census", "count", "village", "the month's counts of the village's households"),
+    Step("4", "monitoring", "count", "village", "the monitoring stocks of the village's households, while counted"),
 )
 
 #: Phases 3, 3b and 4 run only from ``p.time.quiet_until`` (the first month that is reported or in
@@ -140,3 +143,4 @@ def village_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
     review.plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
     census.count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
+    monitoring.count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)

@@ -3,7 +3,9 @@
 Each month an unregistered household without a pending verification applies with
 one probability if it perceives itself poor (higher while ill or out of work) and
 with a small one otherwise; its view of its own income has a log-normal error.  An
-application is a flag for verification (:mod:`.verification`).
+application is a flag for verification (:mod:`.verification`).  While monitoring runs
+(:mod:`.monitoring`), an unmonitored household perceives itself at risk below the
+monitoring range or when its medical spending meets the spending trigger.
 
 This module also draws the channels stream that the hotline (:mod:`.hotline`) shares.
 """
@@ -20,7 +22,8 @@ import numba as nb
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
-from .base import FLAG_REGISTERED, Component, Draw, Route, is_active, month_or_never
+from . import monitoring
+from .base import FLAG_MONITORED, FLAG_REGISTERED, Component, Draw, Route, is_active, month_or_never
 from .income import DRAW_CHANNELS, DRAW_ILLNESS, DRAW_INCOME_12M, DRAW_UNEMPLOYED
 from .registration import assessed_below
 from .verification import flag
@@ -108,7 +111,11 @@ def draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1: household ``i`` applies, if it is unregistered with no verification pending."""
     ps = p.self
-    if not is_active(ps.start, month) or (hh.flags[i] & FLAG_REGISTERED) != 0 or hh.pending_route[i] != 0:
+    if (
+        not is_active(ps.start, month)
+        or (hh.flags[i] & (FLAG_REGISTERED | FLAG_MONITORED)) != 0
+        or hh.pending_route[i] != 0
+    ):
         return
     draws = s.draws
     j = i - vs.start[v]
@@ -119,7 +126,10 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     # application; the decision is the same as always computing it, at a fraction of the cost.
     if u_self < max(apply_if_poor, ps.nonpoor_probability):
         income = draws[DRAW_INCOME_12M, j]
-        perceived_poor = assessed_below(income, line, ps.perception_sd, draws[DRAW_CHANNELS + 2, j],
-                                        draws[DRAW_CHANNELS + 3, j])
+        pm = p.monitoring  # while monitoring runs: below the monitoring range, or in severe hardship
+        perceived_poor = assessed_below(
+            income, monitoring.range_line(pm, month, line), ps.perception_sd, draws[DRAW_CHANNELS + 2, j],
+            draws[DRAW_CHANNELS + 3, j],
+        ) or monitoring.spending_trigger(hh, i, income, month, pm)
         if u_self < (apply_if_poor if perceived_poor else ps.nonpoor_probability):
             flag(hh, i, month, ROUTE_CODE, 0, p, acc)

@@ -5,9 +5,13 @@ channel's lag, and the household is verified after the verification delay.  In t
 month it is due (:func:`household`), the household is registered if the office's
 assessment of its income (:mod:`.assessment`) is below a multiple of the line and it
 holds no excluding evidence (:func:`povsim.components.lookback.refuses`), and
-otherwise rejected (the hotline then
-waits before it calls again).  Counts by route: flags, verifications, verifications
-of truly poor households (the channel's precision).
+otherwise rejected (the hotline then waits before it calls again).  While monitoring runs (:mod:`.monitoring`), a
+household is identified within the monitoring deadline of its flag reaching the
+office, and one assessed below the monitoring range, or meeting its spending
+trigger, is put into monitoring instead of onto the register.  Counts by route:
+flags, verifications, verifications of truly poor households (the channel's
+precision); while monitoring, the months from a flag reaching the office to its
+verification (``identification_delay``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ from typing import NamedTuple
 from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 
 import numba as nb
+import numpy as np
 
 from .. import rng
 from ..schema import SRC_ASSUMPTION, Section, param
-from .base import FLAG_POOR, FLAG_REGISTERED, NEVER, Column, Component, Count, Draw, State, months_since, to_stored
+from . import monitoring
+from .base import (
+    FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, NO_MONTH, Column, Component, Count, Draw, State,
+    add_binned, is_active, months_since, to_stored,
+)
 from .income import DRAW_INCOME_12M
 from .lookback import refuses
 from .registration import basis_of, office_below, register
@@ -71,7 +80,8 @@ COMPONENT = Component(
     params=params,
     state=(
         State("pending_route", "uint8", "channel of a pending verification (0: none)"),
-        State("pending_month", "int16", "month its pending verification is due", fill=NEVER),
+        State("pending_month", "int16", "month its pending verification is due (with monitoring enabled: the month "
+              "its flag reaches the office)", fill=NEVER),
         State("last_rejected", "int16", "month a verification last rejected it", fill=NEVER),
     ),
     streams={"verify": STREAM_VERIFY},
@@ -93,30 +103,60 @@ COMPONENT = Component(
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def flag(hh, i, month, route, lag, p, acc):
-    """Send household ``i`` to verification, due after ``lag`` plus the verification delay."""
+    """Send household ``i`` to verification: its flag reaches the office after ``lag``, then waits (:func:`wait`).
+
+    With monitoring disabled the month stored is the month the verification is due;
+    with it enabled, the month the flag reaches the office (the wait depends on it).
+    """
     hh.pending_route[i] = route
-    hh.pending_month[i] = to_stored(month + lag + p.verification.delay)
+    office = month + lag
+    hh.pending_month[i] = to_stored(office + p.verification.delay if p.monitoring.start == NO_MONTH else office)
     acc[p.slot.flags + route] += 1
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def wait(office, p):
+    """Months from a flag reaching the office in month ``office`` to its verification (monitoring enabled)."""
+    pm = p.monitoring
+    if is_active(pm.start, office):
+        return min(p.verification.delay, pm.deadline_months)
+    return p.verification.delay
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3a: verification of household ``i``'s flag, if it is due; registration if assessed eligible."""
     route = hh.pending_route[i]
-    if not (route != 0 and months_since(hh.pending_month[i], month) >= 0):
+    if route == 0:
         return
+    pm = p.monitoring
+    waited = months_since(hh.pending_month[i], month)
+    if pm.start == NO_MONTH:
+        if waited < 0:
+            return
+    else:
+        office = MONTH_ORIGIN + np.int64(hh.pending_month[i])
+        if waited < wait(office, p):
+            return
+        if is_active(pm.start, office):
+            add_binned(acc, p.slot.identification_delay, monitoring.IDENTIFICATION_BINS, waited)
     flags = hh.flags[i]
     acc[p.slot.verified + route] += 1
     if (flags & FLAG_POOR) != 0:
         acc[p.slot.verified_poor + route] += 1
     hh.pending_route[i] = 0
     hh.pending_month[i] = NEVER
-    if (flags & FLAG_REGISTERED) == 0:
+    if (flags & (FLAG_REGISTERED | FLAG_MONITORED)) == 0:
         income = s.draws[DRAW_INCOME_12M, i - vs.start[v]]
         ver = p.verification
         u0, u1, _, _ = rng.draw4(k0, k1, STREAM_VERIFY, first_id + i, month, 0)
-        if office_below(income, line * ver.monitoring_multiple, ver.assessment_sd, u0, u1, k0, k1, first_id + i,
-                        p.assessment) and not refuses(k0, k1, first_id + i, month, p):
+        if is_active(pm.start, month):
+            if monitoring.assessed_at_risk(hh, i, income, month, line, ver.assessment_sd, u0, u1, pm):
+                monitoring.enter(hh, i, route, p, acc)
+            else:
+                hh.last_rejected[i] = to_stored(month)
+        elif office_below(income, line * ver.monitoring_multiple, ver.assessment_sd, u0, u1, k0, k1, first_id + i,
+                          p.assessment) and not refuses(k0, k1, first_id + i, month, p):
             register(hh, i, month, route, basis_of(income, line), p, acc)
         else:
             hh.last_rejected[i] = to_stored(month)
