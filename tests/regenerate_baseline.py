@@ -5,10 +5,11 @@
 ``tests/test_baseline.py`` requires a fresh run of a small fixed config to
 reproduce ``tests/baseline/metrics.csv``, ``events.csv`` and ``delays.csv``
 exactly.  The config is the **default model** — China's rules 2014-2020: quota
-registration in 2014-10, the look-back 2015-08 to 2016-06, annual reviews from
-2017-10, the self-declaration, cadre and hotline channels from 2017-01 and the
-sector-data channel from 2018-01 — with 2,000 households, seed 7, one burn-in
-year and the full default period 2013-2020.  That test failing means the
+registration in 2014-10 on the survey of 2013-12, exits on stable income from
+2014-12, the look-back 2015-08 to 2016-06, annual reviews from 2017-10, the
+self-declaration, cadre and hotline channels from 2017-01 and the sector-data
+channel from 2018-01 — with 2,000 households, seed 7, one burn-in year and the
+full default period 2013-2020.  That test failing means the
 model's output changed.
 
 Regenerate the baseline **only** when the change is intended: a change to the
@@ -28,7 +29,14 @@ model was assembled from components; regenerated when poverty came to be measure
 as the NBS measures it (calendar-year per-capita income before medical spending,
 assessed each December; year-to-year flows; people; the registry's first
 registrations and re-registrations; CGH, coverage and churn) and the quota took the
-NBS end-2013 count as its basis (``quota_scale`` 1.086).
+NBS end-2013 count as its basis (``quota_scale`` 1.086); regenerated when the rules
+became the rules as China ran them: the registration on the survey's count and each
+household's registration basis, an administrative memory (a persistent part of every
+office assessment's error) and exclusion evidence, the look-back as a correction of
+the registration, exits on stable income with the guarantees from 2014, support
+kept after exit, mean-one transitory income shocks and an annual income component,
+cadre visits that skip only households recently rejected (and the monitoring
+regime's columns, zero by default).
 
 The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved
