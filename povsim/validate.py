@@ -427,17 +427,18 @@ was tuned to them. They are for holding against published figures separately.
 |---|---|---|---|
 | {lookback['register_before']:,} | {lookback['removed_share']:.3f} | {lookback['added_share']:.3f} | {lookback['wrongly_removed_share_of_removed']:.3f} |
 
-How to read it: the model's look-back re-assesses each registered household's *current*
-income and removes every household assessed at or above the line. By 2015-16 many households
-registered in 2014 had risen above the line with two years of income growth, so the model
-removes them here; a re-check that only corrected errors made at registration, moving
-households that had since risen out of poverty to "exited" through the annual process instead,
-would remove fewer.
+How to read it: the model's look-back corrects the registration, as the 2015-16 look-back
+"re-compared the 2014 registration data": it removes a registered household on clear evidence
+(an excluding asset or position, or a registration basis assessed well above the line), adds
+the clearly poor it missed who are still poor, and leaves households that have risen out of
+poverty since registration to the exit process (docs/model.md, section 7.7). Removals and
+additions are predictions: the shares holding excluding evidence and the look-back's
+thresholds are assumptions, not fitted to the look-back's published counts.
 
 ### Flows per year, 2014-2019
 
 The registry's flows (households registered for the first time, registered again after an
-exit, and exited at a review) and the statistics' year-to-year flows in people (newly poor,
+exit, and exited the register) and the statistics' year-to-year flows in people (newly poor,
 out of poverty and back into poverty, December to December), with the register's churn
 (entries plus removals over the year / the register the December before). The official
 counterparts are the registry's annual counts of newly identified and returned-to-poverty
@@ -470,7 +471,7 @@ The model does the same each December, after the month is simulated:
 * **The assessor.** The assessor observes the household's per-capita net income of the
   calendar year with a log-normal error of SD {args.assessor_sd:g} log points (an
   assumption: a third-party household survey) and judges it poor below the year's line.
-  The error's correlation with the office's own error at the last annual review is
+  The error's correlation with the office's own error at the last exit assessment is
   {args.office_share:g}.
 
 Sample per unit (means over units):

@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import NO_RULES, full_cfg
+from helpers import NO_RULES
 
 import povsim
 from povsim import metrics as M

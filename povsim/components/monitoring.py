@@ -46,7 +46,6 @@ from .base import (
     FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Bins, Column, Component, Count, Draw, is_active,
     month_or_never,
 )
-from .income import DRAW_INCOME_12M
 from .lookback import STREAM_REVIEW
 from .registration import assessed_below
 
