@@ -401,13 +401,13 @@ class _Context:
 RULE_LABELS = {
     "baseline": "One-time registration only (2014-10)",
     "plus_lookback": "+ look-back (2015-08 to 2016-06)",
-    "plus_reviews": "+ annual reviews (from 2017-10)",
+    "plus_reviews": "+ exits (from 2014-12) and annual reviews (from 2017-10)",
     "plus_channels": "+ continuous channels and hotline (from 2017)",
 }
 
 
 def _events(configs) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
-    """Registration, look-back, first review and first channel month over every scenario, as timestamps."""
+    """Registration, look-back, first exits, first review and first channel month over every scenario, as timestamps."""
     import pandas as pd
 
     from .config import format_month
@@ -449,7 +449,7 @@ def _fig_errors_by_rule(ctx: _Context, spec: "FigureSpec"):
         "Monthly exclusion error (poor households not registered / poor households) and inclusion error "
         "(registered households not poor / registered households) under each identification rule; each "
         "scenario adds one rule to the one above it, and all meet the same shocks (common random numbers); "
-        f"{spread}grey span: the look-back window; dotted: the registration, first review and first channel month."
+        f"{spread}grey span: the look-back window; dotted: the registration, first exits, first review and first channel month."
     )
     return fig, what, ctx.provenance(spec)
 

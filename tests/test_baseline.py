@@ -104,7 +104,9 @@ def test_events_exact(fresh_result, tmp_path):
     saved = baseline.read_events_csv(baseline.EVENTS_CSV)
     pd.testing.assert_frame_equal(fresh_result.events, saved, check_exact=True, check_dtype=False)
     assert list(saved["event"]) == [
-        "registration", "lookback", "review 2017-10", "review 2018-10", "review 2019-10", "review 2020-10",
+        "registration", "exits 2014-12", "lookback", "exits 2015-12", "exits 2016-12", "review 2017-10",
+        "exits 2017-12", "review 2018-10", "exits 2018-12", "review 2019-10", "exits 2019-12", "review 2020-10",
+        "exits 2020-12",
     ]
 
 
