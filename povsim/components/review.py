@@ -325,17 +325,24 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
                 register(hh, i, month, ROUTE_CODE, basis_of(income, line), p, acc)
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3b: in a plan year's exit month, the village meets its exit target (people), if it can.
 
     After the month's exits, a village whose exited people fall short of
     ``vs.exit_target[v]`` exits its registered households that meet the guarantees,
-    highest assessed income first (ties by index), until the target is met.
+    highest assessed income first (ties by index), until the target is met
+    (:func:`pull_forward`; inlined here is only the test, so that the other months
+    cost no call).
     """
+    if vs.exit_target[v] > 0 and is_due(p.review.exit_first, month):
+        pull_forward(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
+def pull_forward(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
+    """The exits of :func:`plan` in a village with a target."""
     target = vs.exit_target[v]
-    if target <= 0 or not is_due(p.review.exit_first, month):
-        return
     first = vs.start[v]
     n = vs.start[v + 1] - first
     now = to_stored(month)
