@@ -225,6 +225,16 @@ def _evaluate(base: dict[str, Any], keys: tuple[str, ...], targets: tuple[Target
 # --------------------------------------------------------------------------------------
 
 
+def _calibration_name(value: Any, path: Path) -> str:
+    """A calibration's name, which becomes a folder name: checked like every other name."""
+    from .config import check_name
+
+    try:
+        return check_name(str(value))
+    except ValueError as err:
+        raise ConfigError(f"{path.name}: {err}") from None
+
+
 @dataclass
 class Calibration:
     """A base config, targets, and parameters with search ranges."""
@@ -250,13 +260,14 @@ class Calibration:
         for key in ("experiment", "targets", "parameters"):
             if key not in data:
                 raise ConfigError(f"{path.name}: missing key {key!r}")
+        name = _calibration_name(data.get("name", path.stem), path)
         overrides = dict(overrides or {})
         if "households" in data:
             overrides.setdefault("population.households", data["households"])
         base = load_config(path.parent / data["experiment"], overrides=overrides)
         targets = load_targets(path.parent / data["targets"])
         calibration = cls(
-            name=str(data.get("name", path.stem)),
+            name=name,
             base=base.to_dict(),
             targets=targets,
             parameters=_check_parameters(base, data["parameters"]),

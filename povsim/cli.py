@@ -16,6 +16,7 @@ the same command resumes).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -570,12 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_figures(args)
         if args.command == "app":
             return _cmd_app(args)
+    except BrokenPipeError:  # e.g. `povsim params | head` (before ConnectionError, its base class)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush has somewhere to go
+        return 0
     except (ConfigError, FileExistsError, ConnectionError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BrokenPipeError:  # e.g. `povsim params | head`
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("povsim: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ Months are written ``"YYYY-MM"``.  Money is in yuan at current prices.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -152,9 +153,11 @@ class PopulationConfig(Section):
     @field_validator("size_probabilities")
     @classmethod
     def _is_distribution(cls, value: list[float]) -> list[float]:
-        if any(p < 0 or p > 1 for p in value):
-            raise ValueError(f"each probability must be in [0, 1], got {value}")
-        if abs(sum(value) - 1.0) > 1e-6:
+        bad = [(n, p) for n, p in enumerate(value) if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
+        if bad:
+            n, p = bad[0]
+            raise ValueError(f"element {n} is {p!r}; allowed: each probability a number from 0 to 1")
+        if not abs(sum(value) - 1.0) <= 1e-6:
             raise ValueError(f"probabilities must sum to 1 (within 1e-6), they sum to {sum(value):.6g}")
         return value
 
@@ -182,9 +185,7 @@ class _ConfigBase(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError(f"a name is letters, digits, '_', '.', '-' (used as a folder name), got {value!r}")
-        return value
+        return check_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
@@ -352,6 +353,19 @@ def validate(data: dict[str, Any]) -> Config:
         raise ConfigError(_format_errors(err)) from None
 
 
+def _section_tables_spread(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides with a table given for a section spread over its keys (``population={households=5}`` sets
+    ``population.households`` and leaves the section's other keys as they are)."""
+    out: dict[str, Any] = {}
+    for path, value in overrides.items():
+        key = schema_key(str(path))
+        if isinstance(value, dict) and key is not None and key.section is not None:
+            out.update(_section_tables_spread({f"{path}.{k}": v for k, v in value.items()}))
+        else:
+            out[path] = value
+    return out
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
     """Nested config data with ``{"a.b.c": value}`` overrides applied (a copy; ``data`` is not changed).
 
@@ -360,7 +374,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> d
     is a value.
     """
     data = json.loads(json.dumps(data))  # deep copy; the caller's dict is never changed
-    for path, value in (overrides or {}).items():
+    for path, value in _section_tables_spread(overrides or {}).items():
+        refuse_dates(value, where=f"invalid override {path!r}: ", prefix=f"{path}.")
         parts = str(path).split(".")
         node = data
         free = False  # below a key that is not a section: a free-form mapping
@@ -411,14 +426,67 @@ def patch(config: Config, overrides: dict[str, Any]) -> Config:
 
 
 def read_toml(path: str | Path, kind: str) -> dict[str, Any]:
-    """A TOML file's contents; a missing file or malformed TOML is a :class:`ConfigError` naming ``kind``."""
+    """A TOML file's contents; any fault reading it is a :class:`ConfigError` naming ``kind`` and the file.
+
+    A missing file, a folder, a file that cannot be read, text that is not UTF-8,
+    malformed TOML, and a TOML date or time anywhere (povsim writes months as
+    ``"YYYY-MM"`` strings) each give one line.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{kind} {str(path)!r} is a folder; allowed: a TOML file")
     if not path.is_file():
         raise ConfigError(f"{kind} not found: {str(path)!r}")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{kind} {str(path)!r} cannot be read: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{kind} {str(path)!r} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            "allowed: a file saved as UTF-8"
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"malformed TOML in {str(path)!r}: {err}") from None
+    refuse_dates(data, where=f"{kind} {str(path)!r}: ")
+    return data
+
+
+#: the longest name allowed (a name becomes a folder name)
+MAX_NAME = 100
+
+
+def check_name(value: str, key: str = "name") -> str:
+    """``value`` if it is a safe folder name (letters, digits, ``_ . -``, not starting with ``.`` or ``-``, at
+    most :data:`MAX_NAME` characters), else ``ValueError`` naming ``key``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value) or ".." in value:
+        raise ValueError(f"{key} = {value!r}: a name is letters, digits, '_', '.', '-' (used as a folder name), "
+                         "starting with a letter or digit")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"{key} is {len(value)} characters long; allowed: at most {MAX_NAME} (used as a folder name)")
+    return value
+
+
+def refuse_dates(data: Any, where: str = "", prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for a TOML date, time or date-time anywhere in ``data``: months are strings."""
+    import datetime
+
+    if isinstance(data, dict):
+        for k, v in data.items():
+            refuse_dates(v, where, f"{prefix}{k}.")
+    elif isinstance(data, list):
+        for n, v in enumerate(data):
+            refuse_dates(v, where, f"{prefix}{n}.")
+    elif isinstance(data, (datetime.date, datetime.time)):
+        key = prefix[:-1]
+        raise ConfigError(
+            f"{where}{key} = {data.isoformat()} is a TOML date or time; allowed: a month as a string in quotes, "
+            f'e.g. {key.rsplit(".", 1)[-1]} = "{data.strftime("%Y-%m") if isinstance(data, datetime.date) else "2017-10"}"'
+        )
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

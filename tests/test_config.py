@@ -274,7 +274,7 @@ def test_size_probabilities_must_sum_to_one(probs, total):
 
 def test_size_probabilities_negative():
     msg = _error({"population.size_probabilities": [1.2, -0.2]})
-    assert "population.size_probabilities" in msg and "[0, 1]" in msg
+    assert "population.size_probabilities" in msg and "element 0 is 1.2" in msg and "from 0 to 1" in msg
 
 
 def test_size_probabilities_too_many_sizes():
