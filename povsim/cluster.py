@@ -161,7 +161,8 @@ class Block:
         from .components.registration import village_people
 
         pop = self.sim.population
-        return pop.villages.survey_poor.copy(), village_people(pop.households.size, pop.village_start)
+        return pop.villages.survey_poor.copy(), village_people(pop.households.size, pop.households.flags,
+                                                               pop.village_start, 0)
 
     def registered_people(self) -> np.ndarray:
         """Registered people per village now (what an exit plan is shared by)."""

@@ -29,8 +29,9 @@ import numba as nb
 import numpy as np
 
 from .components import COMPONENTS, N_SLOTS, Params, make_params
-from .components.registration import METHOD_QUOTA, registration_quotas
-from .components.review import plan_month_target, plan_targets, village_registered_people
+from .components.base import FLAG_REGISTERED
+from .components.registration import METHOD_QUOTA, registration_quotas, village_people
+from .components.review import exit_targets, plan_month_target
 from .components.schedule import scratch, village_month
 from .config import Config
 from .population import Population, build_population
@@ -174,7 +175,7 @@ class Simulation:
     def registered_people(self) -> np.ndarray:
         """Registered people per village now (what an exit plan is shared by)."""
         pop = self.population
-        return village_registered_people(pop.households.flags, pop.households.size, pop.village_start)
+        return village_people(pop.households.size, pop.households.flags, pop.village_start, FLAG_REGISTERED)
 
     def step(self, quota: np.ndarray | None = None, exit_target: np.ndarray | None = None) -> np.ndarray:
         """Simulate the next month; return its totals (int64, one per metrics slot).
@@ -199,7 +200,8 @@ class Simulation:
                 raise RuntimeError("a block of a split population needs its quotas from the driver in the quota month")
             else:
                 quota = registration_quotas(
-                    pop.villages.survey_poor, pop.households.size, pop.village_start, pop.village_county,
+                    pop.villages.survey_poor, pop.households.size, pop.households.flags, pop.village_start,
+                    pop.village_county,
                     pop.n_counties, pop.first_id, self.config.policy.registration, *self.key,
                 )
             pop.villages.quota[:] = quota
@@ -207,9 +209,7 @@ class Simulation:
             if exit_target is None:
                 if self.is_block:
                     raise RuntimeError("a block of a split population needs its exit targets from the driver")
-                people = int(pop.households.size.sum(dtype=np.int64))
-                exit_target = plan_targets(self.registered_people(), pop.village_county, pop.n_counties, people,
-                                           self.config.policy.review, m)
+                exit_target = exit_targets(pop, self.config.policy.review, m)
             exit_target = np.ascontiguousarray(exit_target, dtype=np.int64)
             if exit_target.shape != (pop.n_villages,):
                 raise ValueError(f"exit_target has shape {exit_target.shape}; allowed: one per village, ({pop.n_villages},)")

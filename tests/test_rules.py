@@ -381,8 +381,8 @@ def test_data_job_loss_trigger_alone():
 def _quotas(sim) -> np.ndarray:
     pop, reg = sim.population, sim.config.policy.registration
     return registration_quotas(
-        pop.villages.survey_poor, pop.households.size, pop.village_start, pop.village_county, pop.n_counties,
-        pop.first_id, reg, sim.key[0], sim.key[1],
+        pop.villages.survey_poor, pop.households.size, pop.households.flags, pop.village_start, pop.village_county,
+        pop.n_counties, pop.first_id, reg, sim.key[0], sim.key[1],
     )
 
 

@@ -476,14 +476,15 @@ def _largest_remainder(total, weights, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def village_people(size, village_start):
-    """People per village."""
+def village_people(size, flags, village_start, require):
+    """People per village in the households whose ``flags`` hold every bit of ``require`` (0: every household)."""
     n_villages = village_start.shape[0] - 1
     out = np.zeros(n_villages, np.int64)
     for v in range(n_villages):
         total = 0
         for i in range(village_start[v], village_start[v + 1]):
-            total += np.int64(size[i])
+            if (flags[i] & require) == require:
+                total += np.int64(size[i])
         out[v] = total
     return out
 
@@ -535,7 +536,7 @@ def quotas_from_counts(poor_counts, people, village_start, village_county, n_cou
     return quota
 
 
-def registration_quotas(survey_poor, size, village_start, village_county, n_counties, first_id, section, k0, k1):
+def registration_quotas(survey_poor, size, flags, village_start, village_county, n_counties, first_id, section, k0, k1):
     """Village quotas (people) for the one-time registration of a whole population, from its config ``section``.
 
     From the survey's poor people per village (``survey_poor``, counted by
@@ -544,6 +545,6 @@ def registration_quotas(survey_poor, size, village_start, village_county, n_coun
     halves separately: counts per block, quotas once.
     """
     return quotas_from_counts(
-        survey_poor, village_people(size, village_start), village_start, village_county, n_counties, first_id,
+        survey_poor, village_people(size, flags, village_start, 0), village_start, village_county, n_counties, first_id,
         section.quota_scale, section.county_estimate_sd, section.village_estimate_sd, k0, k1,
     )

@@ -35,7 +35,7 @@ put into monitoring instead; a monitored household gets the annual check instead
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import field_validator
 
@@ -45,7 +45,7 @@ import numba as nb
 import numpy as np
 
 from .. import rng
-from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param, parse_month
+from ..schema import SRC_ASSUMPTION, Month, Section, check_by_year, check_month, param, parse_month
 from . import assessment, monitoring
 from .base import (
     FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Component, Count, Draw, Route, State, is_active,
@@ -54,7 +54,7 @@ from .base import (
 from .census import CATASTROPHIC_SHARE
 from .income import DRAW_INCOME_12M, DRAW_MEDICAL
 from .lookback import STREAM_REVIEW, refuses
-from .registration import basis_of, office_below, register, select_lowest
+from .registration import basis_of, office_below, register, select_lowest, village_people
 
 ROUTE_CODE = 3  #: this route's code in ``route`` and ``pending_route``
 ROUTE = Route(ROUTE_CODE, "review", "Annual review", "#9467bd")
@@ -147,15 +147,14 @@ class ReviewConfig(Section):
 
     _month = field_validator("first", "exit_first", "housing_safe_by")(check_month)
 
-    @field_validator("exit_plan")
+    @field_validator("exit_plan", mode="before")
     @classmethod
-    def _plan(cls, value: dict[int, float]) -> dict[int, float]:
-        for year, target in value.items():
-            if not 1900 <= year <= 2200:
-                raise ValueError(f"exit_plan year {year}; allowed: 1900 to 2200")
-            if not (isinstance(target, (int, float)) and not isinstance(target, bool) and 0.0 <= target <= 1e4):
-                raise ValueError(f"exit_plan.{year} = {target!r}; allowed: million people from 0 to 10000")
-        return dict(sorted(value.items()))
+    def _plan(cls, value: Any) -> dict[int, float]:
+        if isinstance(value, dict) and not value:
+            return {}  # no plan
+        if not isinstance(value, dict):
+            raise ValueError(f"{value!r}: allowed: a table of million people by year ({{2017 = 10.0}}), or none")
+        return check_by_year(value, ge=0.0, le=1e4)
 
 
 class Params(NamedTuple):
@@ -379,28 +378,22 @@ def pull_forward(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
 
 def plan_month_target(section, month: int) -> float | None:
     """The national plan (million people) of ``month``'s exit, or None when the month has none."""
-    from ..schema import parse_month as _parse
-
     if not section.enabled or not section.exit_plan:
         return None
-    first = _parse(section.exit_first)
+    first = parse_month(section.exit_first)
     if month < first or (month - first) % 12:
         return None
     return section.exit_plan.get(month // 12)
 
 
-@nb.njit(cache=True, error_model="numpy")
-def village_registered_people(flags, size, village_start):
-    """Registered people per village."""
-    n_villages = village_start.shape[0] - 1
-    out = np.zeros(n_villages, np.int64)
-    for v in range(n_villages):
-        total = 0
-        for i in range(village_start[v], village_start[v + 1]):
-            if flags[i] & FLAG_REGISTERED:
-                total += np.int64(size[i])
-        out[v] = total
-    return out
+def exit_targets(population, section, month: int) -> np.ndarray | None:
+    """Every village's exit target for ``month`` from a whole population, or None when the month has no plan."""
+    if plan_month_target(section, month) is None:
+        return None
+    hh = population.households
+    registered = village_people(hh.size, hh.flags, population.village_start, FLAG_REGISTERED)
+    return plan_targets(registered, population.village_county, population.n_counties,
+                        int(hh.size.sum(dtype=np.int64)), section, month)
 
 
 def plan_targets(registered_people, village_county, n_counties, national_people, section, month):

@@ -30,7 +30,7 @@ from .. import metrics as M
 from ..components import MODULES
 from ..components import schedule as S
 from ..components.registration import METHOD_QUOTA, registration_quotas
-from ..components.review import plan_month_target, plan_targets, village_registered_people
+from ..components.review import exit_targets
 from ..config import Config
 from ..engine import Simulation
 from ..engine import compiled_entry as _compiled
@@ -215,16 +215,13 @@ class PovertyModel(mesa.Model):
         if m == p.registration.month and p.registration.method == METHOD_QUOTA:
             pop = self.population
             self.village_state.quota[:] = registration_quotas(
-                self.village_state.survey_poor, pop.households.size, pop.village_start, pop.village_county,
+                self.village_state.survey_poor, pop.households.size, pop.households.flags, pop.village_start,
+                pop.village_county,
                 pop.n_counties, pop.first_id, self.config.policy.registration, *self.key,
             )
-        review = self.config.policy.review
-        if plan_month_target(review, m) is not None:
-            pop = self.population
-            self.village_state.exit_target[:] = plan_targets(
-                village_registered_people(pop.households.flags, pop.households.size, pop.village_start),
-                pop.village_county, pop.n_counties, int(pop.households.size.sum(dtype=np.int64)), review, m,
-            )
+        targets = exit_targets(self.population, self.config.policy.review, m)
+        if targets is not None:
+            self.village_state.exit_target[:] = targets
         elif self.village_state.exit_target.any():
             self.village_state.exit_target[:] = 0
         quiet = m < p.time.quiet_until
