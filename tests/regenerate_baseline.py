@@ -36,7 +36,9 @@ office assessment's error) and exclusion evidence, the look-back as a correction
 the registration, exits on stable income with the guarantees from 2014, support
 kept after exit, mean-one transitory income shocks and an annual income component,
 cadre visits that skip only households recently rejected (and the monitoring
-regime's columns, zero by default).
+regime's columns, zero by default); regenerated when the exit's housing guarantee took the
+official figures (49.6 % of registered households without safe housing at the start, all safe by
+2020-06, MOHURD 2020-09-23) in place of assumed ones.
 
 The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved

@@ -99,7 +99,7 @@ def test_risk_is_eliminated_only_at_annual_checks_and_only_above_the_range():
     """With an exact check (SD 0): a household leaves monitoring only in a review month on or after the start,
     with its 12-month income at or above the range and its medical spending below the trigger; every monitored
     household checked then that is still at risk stays."""
-    cfg = _cfg(overrides={"policy.monitoring.assessment_sd": 0.0})
+    cfg = _cfg(overrides={"policy.review.assessment_sd": 0.0})
     sim = povsim.Simulation(cfg)
     pm = cfg.policy.monitoring
     first_review = parse_month(cfg.policy.review.first)

@@ -47,7 +47,7 @@ from .base import (
     month_or_never,
 )
 from .lookback import STREAM_REVIEW
-from .registration import assessed_below
+from .registration import office_below
 
 SRC_2021_NO7 = (
     "central guideline 2021 No. 7 on the mechanism to prevent a return to poverty "
@@ -91,14 +91,6 @@ class MonitoringConfig(Section):
         ge=0,
         le=120,
     )
-    assessment_sd: float = param(
-        0.25,
-        "log points",
-        SRC_ASSUMPTION + " (the annual review's); the risk eliminated depends on it",
-        "SD of the log error of the annual check of a monitored household",
-        ge=0.0,
-        le=5.0,
-    )
     report_exited: bool = param(
         False,
         "flag",
@@ -115,7 +107,6 @@ class Params(NamedTuple):
     income_range: float
     spending_multiple: float
     deadline_months: int
-    assessment_sd: float
     count_from: int  #: first month its stocks are counted (the first reported month), or NO_MONTH: none
 
 
@@ -129,7 +120,6 @@ def params(cfg) -> Params:
         income_range=mo.income_range,
         spending_multiple=mo.spending_multiple,
         deadline_months=mo.deadline_months,
-        assessment_sd=mo.assessment_sd,
         count_from=parse_month(cfg.simulation.start) if counted else NO_MONTH,
     )
 
@@ -214,9 +204,12 @@ def spending_trigger(hh, i, income, month, pm):
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
-def assessed_at_risk(hh, i, income, month, line, sd, u0, u1, pm):
-    """Whether an assessment (log-normal error ``sd``) puts household ``i`` below the range, or it meets the trigger."""
-    return assessed_below(income, line * pm.income_range, sd, u0, u1) or spending_trigger(hh, i, income, month, pm)
+def assessed_at_risk(hh, i, income, month, line, sd, u0, u1, k0, k1, household, p):
+    """Whether the office's assessment (error of SD ``sd``, its persistent part included, :mod:`.assessment`) puts
+    household ``i`` below the range, or it meets the spending trigger."""
+    pm = p.monitoring
+    return (office_below(income, line * pm.income_range, sd, u0, u1, k0, k1, household, p.assessment)
+            or spending_trigger(hh, i, income, month, pm))
 
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
@@ -244,7 +237,8 @@ def enter(hh, i, route, p, acc):
 
 @nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def check(hh, i, first_id, month, line, income, p, k0, k1, acc):
-    """The annual check of monitored household ``i`` (the review calls it in its month): out of risk, it leaves.
+    """The annual check of monitored household ``i`` (the review calls it in its month, with the review's
+    assessment error): out of risk, it leaves.
 
     ``income`` is its per-capita income of the last 12 months.  From the start of monitoring only.
     """
@@ -252,7 +246,7 @@ def check(hh, i, first_id, month, line, income, p, k0, k1, acc):
     if not is_active(pm.start, month):
         return
     u0, u1, _, _ = rng.draw4(k0, k1, STREAM_REVIEW, first_id + i, month, DRAW_CHECK)
-    if not assessed_at_risk(hh, i, income, month, line, pm.assessment_sd, u0, u1, pm):
+    if not assessed_at_risk(hh, i, income, month, line, p.review.assessment_sd, u0, u1, k0, k1, first_id + i, p):
         hh.flags[i] &= ~FLAG_MONITORED
         acc[p.slot.risk_eliminated] += 1
         acc[p.slot.risk_eliminated_people] += np.int64(hh.size[i])

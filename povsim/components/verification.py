@@ -151,7 +151,8 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
         ver = p.verification
         u0, u1, _, _ = rng.draw4(k0, k1, STREAM_VERIFY, first_id + i, month, 0)
         if is_active(pm.start, month):
-            if monitoring.assessed_at_risk(hh, i, income, month, line, ver.assessment_sd, u0, u1, pm):
+            if monitoring.assessed_at_risk(hh, i, income, month, line, ver.assessment_sd, u0, u1, k0, k1,
+                                           first_id + i, p):
                 monitoring.enter(hh, i, route, p, acc)
             else:
                 hh.last_rejected[i] = to_stored(month)
