@@ -41,7 +41,7 @@ import numba as nb
 import numpy as np
 
 from .. import rng
-from ..schema import SRC_ASSUMPTION, Month, Section, check_month, param
+from ..schema import Month, Section, check_month, param
 from .base import (
     FLAG_MONITORED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Bins, Column, Component, Count, Draw, is_active,
     month_or_never,
