@@ -1,5 +1,5 @@
-"""The ``povsim`` command line: run experiment files and sweeps, calibrate, list parameters, remake the
-documentation's figures, start the interactive page.
+"""The ``povsim`` command line: run experiment files and sweeps, calibrate, validate, list parameters, remake
+the documentation's figures, start the interactive page.
 
 This module owns argument parsing and what is printed; it calls the library
 and holds no model logic.  Every input is validated before anything is
@@ -105,7 +105,9 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser.  The options of ``validate`` are declared by :mod:`povsim.validate`,
+    which is imported (with Numba and pandas) only when ``argv`` holds that command, or is None."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -165,6 +167,20 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="households of the page's model (default 2,000, in villages of 120)",
     )
+
+    validate = sub.add_parser(
+        "validate",
+        help="the calibrated model against its targets, and predictions it was not fitted to (docs/validation.md)",
+        description="Run the calibrated China experiment at several independent seeds and write validation.md and "
+        "figures/validation_targets.png to --out: each calibration target's observed value against the model's "
+        "mean and range over the seeds, and predictions the model was not fitted to (the look-back, yearly flows, "
+        "the county exit assessments by cohort, exits from poverty and returns in the panel sense). "
+        "The same as python -m povsim.validate.",
+    )
+    if argv is None or "validate" in argv:
+        from .validate import add_arguments as add_validate_arguments
+
+        add_validate_arguments(validate)
 
     params = sub.add_parser("params", help="list every parameter with its unit, default, allowed range and source")
     params.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/parameters.md)")
@@ -550,8 +566,17 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    done = validate(args, log=lambda text: print(text, file=sys.stderr, flush=True))
+    print(f"wrote {done['page']} and {done['figure']} in {done['wall_s']:.0f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -571,6 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_figures(args)
         if args.command == "app":
             return _cmd_app(args)
+        if args.command == "validate":
+            return _cmd_validate(args)
     except BrokenPipeError:  # e.g. `povsim params | head` (before ConnectionError, its base class)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush has somewhere to go

@@ -9,6 +9,8 @@ global pyplot state is touched: they save headless and display in notebooks.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -24,6 +26,7 @@ __all__ = [
     "plot_performance",
     "plot_sweep",
     "plot_targets",
+    "plot_target_deviations",
     "ROUTE_LABELS",
 ]
 
@@ -441,4 +444,54 @@ def plot_targets(table: pd.DataFrame, models: dict[str, str], title: str, target
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(title)
+    return fig
+
+
+def plot_target_deviations(deviations: pd.DataFrame, title: str, upper=None):
+    """Each target's deviation from its observed value in tolerances, over several seeds.
+
+    ``deviations`` has one row per target (its index: the names on the y axis) and one
+    column per seed, each ``(model - observed) / tolerance``.  A point marks the mean
+    over the seeds, a horizontal bar the lowest to the highest seed; the shaded band is
+    ±1 tolerance.  ``upper`` (one bool per target) marks targets whose observed value is
+    an upper bound: their band runs from the left edge to +1 (anything below counts as
+    no deviation).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    values = deviations.to_numpy(np.float64)
+    n_targets, n_seeds = values.shape
+    upper = np.zeros(n_targets, bool) if upper is None else np.asarray(upper, bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a target NaN at every seed
+        mean, low, high = np.nanmean(values, 1), np.nanmin(values, 1), np.nanmax(values, 1)
+    fig = Figure(figsize=(9, 0.42 * n_targets + 1.9), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(n_targets)
+    finite = np.concatenate([v[np.isfinite(v)] for v in (low, high)] + [np.array([-1.5, 1.5])])
+    span = max(abs(finite.min()), abs(finite.max())) * 1.1
+    ax.set_xlim(-span, span)
+    band = {"color": "tab:green", "alpha": 0.15, "linewidth": 0}
+    ax.axvspan(-1, 1, **band)
+    for k in np.flatnonzero(upper):  # an upper bound: below the value is within it too
+        ax.fill_betweenx([k - 0.5, k + 0.5], -span, -1, **band)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.hlines(y, low, high, color="tab:blue", linewidth=2.5, alpha=0.6)
+    ax.plot(mean, y, "o", color="tab:blue")
+    ax.set_yticks(y, deviations.index)
+    ax.set_ylim(n_targets - 0.5, -0.5)
+    ax.set_xlabel("Deviation from the official figure, in tolerances: (model − official) / tolerance")
+    ax.grid(axis="x", alpha=0.3)
+    several = n_seeds > 1
+    handles = [
+        ax.lines[-1],
+        Patch(**band, label="within ±1 tolerance (upper bound: at most +1)" if upper.any() else "within ±1 tolerance"),
+    ]
+    handles[0].set_label(f"mean over {n_seeds} seeds" if several else "one seed")
+    if several:
+        handles.insert(1, ax.collections[-1])
+        handles[1].set_label(f"lowest to highest of {n_seeds} seeds")
+    fig.legend(handles=handles, fontsize=8, frameon=False, loc="outside lower center", ncols=len(handles))
+    ax.set_title(title, fontsize=10)
     return fig

@@ -6,10 +6,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from helpers import ONETIME, ONETIME_SET, QUICKSTART, run_cli
+from helpers import ONETIME, ONETIME_SET, QUICKSTART, REPO, run_cli
 
 import povsim
 from povsim.config import load_config
@@ -264,3 +265,65 @@ def test_out_folder_of_other_files_is_refused_before_running(tmp_path):
     assert "not a povsim result" in proc.stderr
     assert precious.read_text() == "keep me"
     assert sorted(p.name for p in folder.iterdir()) == ["other_experiment"]
+
+
+#: case -> (arguments after `povsim validate`, texts its one-line error must contain)
+VALIDATE_BAD_INPUTS = {
+    "missing-experiment": (["--experiment", "{tmp}/nope.toml"], ["--experiment", "nope.toml", "not found"]),
+    "missing-targets": (["--targets", "{tmp}/nope.toml"], ["--targets", "nope.toml", "not found"]),
+    "zero-households": (["--households", "0"], ["--households 0", "allowed an integer >= 1"]),
+    "zero-seeds": (["--seeds", "0"], ["--seeds 0", "allowed an integer >= 1"]),
+    "office-share-above-1": (["--office-share", "1.5"], ["--office-share 1.5", "from 0 to 1"]),
+}
+
+
+@pytest.mark.parametrize("case", list(VALIDATE_BAD_INPUTS))
+def test_validate_bad_input_exits_2_with_one_line(case, tmp_path):
+    args, expected = VALIDATE_BAD_INPUTS[case]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = tmp_path / "out"
+    proc = run_cli("validate", "--households", "1000", "--seeds", "1", *args, "--out", str(out), cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("povsim: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    for text in expected:
+        assert text in proc.stderr, (text, proc.stderr)
+    assert proc.stdout == "" and not out.exists()
+
+
+def test_validate_verb_takes_the_modules_options():
+    """`povsim validate` and `python -m povsim.validate` declare the same options with the same defaults."""
+    import argparse
+
+    from povsim.cli import _build_parser
+    from povsim.validate import add_arguments
+
+    def options(parser):
+        return {a.dest: (tuple(a.option_strings), a.default, a.type) for a in parser._actions if a.dest != "help"}
+
+    sub = next(a for a in _build_parser(["validate"])._actions if isinstance(a, argparse._SubParsersAction))
+    assert options(sub.choices["validate"]) == options(add_arguments(argparse.ArgumentParser()))
+    assert {"seeds", "households", "experiment", "targets", "out"} <= set(options(sub.choices["validate"]))
+
+
+def test_other_commands_do_not_load_the_validation():
+    code = ("import sys; from povsim.cli import _build_parser; _build_parser(['params', '--markdown']); "
+            "assert 'povsim.validate' not in sys.modules and 'numba' not in sys.modules, sorted(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_validate_writes_the_page_and_figure(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("validate", "--households", "2000", "--seeds", "2", "--min-households", "500",
+                   "--out", str(out), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    page = (out / "validation.md").read_text()
+    assert (out / "figures" / "validation_targets.png").stat().st_size > 10_000
+    from povsim.experiments import replicate_seeds
+
+    seeds = replicate_seeds(load_config(REPO / "experiments" / "china_2014_2020.toml").seed, 2)
+    assert ", ".join(str(s) for s in seeds) in page
+    assert "range over 2 seeds" in page and "nothing in these" in page
+    assert "Exits from poverty after k years" in page and "Returns after an exit" in page
+    assert proc.stderr.count("seed ") == 2 and "wrote" in proc.stdout
