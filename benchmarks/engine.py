@@ -291,6 +291,7 @@ def check_step(households: int = VERIFY_HOUSEHOLDS, months: int = 36, overrides:
     cfg = bench_config(households, months, registration="2013-06", overrides=overrides)
     sim = Simulation(cfg)
     mine = Households(*(a.copy() for a in sim.population.households))
+    poor_area = household_poor_area(sim.population)
     params = make_params(cfg)
     poor_ever = np.zeros(households, bool)
     registered_ever = np.zeros(households, bool)
@@ -302,7 +303,7 @@ def check_step(households: int = VERIFY_HOUSEHOLDS, months: int = 36, overrides:
         m = sim.month
         theirs = sim.step()
         run_totals += theirs
-        ours = numpy_step.month_step(mine, 0, m, sim.timeline.line(m), params, *sim.key)
+        ours = numpy_step.month_step(mine, 0, m, sim.timeline.line(m), params, *sim.key, poor_area=poor_area)
         diff = np.abs(theirs - ours)
         slot_cells += int(np.count_nonzero(diff))
         max_diff["poor"] = max(max_diff["poor"], int(diff[M.POOR]))
@@ -399,19 +400,26 @@ def bench_all_rules(households: int) -> dict:
     }
 
 
+def household_poor_area(population) -> np.ndarray:
+    """Each household's village's ``poor_area`` (the NumPy step's per-household view of the village state)."""
+    return np.repeat(population.villages.poor_area, np.diff(population.village_start))
+
+
 def bench_numpy(households: int, months: int, chunk: int) -> tuple[dict, np.ndarray]:
     cfg = bench_config(households, months)
     params = make_params(cfg)
     k0, k1 = rng.split_seed(cfg.seed)
     timeline = Timeline.from_config(cfg)
-    hh = build_population(cfg).households
+    population = build_population(cfg)
+    hh = population.households
+    poor_area = household_poor_area(population)
     gc.collect()
     totals = np.empty((months, M.N_SLOTS), np.int64)
     per_month = []
     t0 = time.perf_counter()
     for j, m in enumerate(range(timeline.first, timeline.first + months)):
         t = time.perf_counter()
-        totals[j] = numpy_step.month_step(hh, 0, m, timeline.line(m), params, k0, k1, chunk=chunk)
+        totals[j] = numpy_step.month_step(hh, 0, m, timeline.line(m), params, k0, k1, chunk=chunk, poor_area=poor_area)
         per_month.append(time.perf_counter() - t)
     run = time.perf_counter() - t0
     row = {

@@ -223,8 +223,11 @@ def _assess(hh: Households, income: np.ndarray, month: int, line: float, support
 
 
 def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Params, k0: int, k1: int,
-                 acc: np.ndarray) -> None:
-    """One month for the households in ``hh`` (views of one chunk), global ids ``gid``; adds to ``acc``."""
+                 acc: np.ndarray, poor_area: np.ndarray | None = None) -> None:
+    """One month for the households in ``hh`` (views of one chunk), global ids ``gid``; adds to ``acc``.
+
+    ``poor_area``: 1 for each household of a poor-area village (the census's ``poor_area`` village
+    state, one entry per household); None counts no poor-area statistics."""
     size_f = hh.size.astype(np.float64)
     size = hh.size.astype(np.int64)
     flags_old = hh.flags.copy()
@@ -408,6 +411,14 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     if transfer_now > 0.0:
         paid = size_f[supported]
         acc[M.TRANSFERS_FEN] += np.rint(transfer_now * paid * 100.0).astype(np.int64).sum()
+    if poor_area is not None:  # the poor areas' people, transfers and (December) the year's income
+        area = poor_area != 0
+        acc[M.POOR_AREA_PEOPLE] += size[area].sum()
+        if transfer_now > 0.0:
+            acc[M.POOR_AREA_TRANSFERS_FEN] += np.rint(transfer_now * size_f[supported & area] * 100.0).astype(
+                np.int64).sum()
+        if december:
+            acc[M.POOR_AREA_INCOME] += np.rint(income[area] * size_f[area]).astype(np.int64).sum()
     if december:  # people, registered people and supported people by the year's income over the line
         b = income_bin(income, line)
         everyone = np.ones(b.shape, bool)
@@ -419,14 +430,16 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
 
 
 def month_step(hh: Households, first_id: int, month: int, line: float, p: Params, k0: int, k1: int,
-               chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+               chunk: int = DEFAULT_CHUNK, poor_area: np.ndarray | None = None) -> np.ndarray:
     """Advance every household of ``hh`` through ``month``, in place; return the month's totals.
 
     Same arguments and meaning as :func:`povsim.engine.run_month` (``first_id``
     is the global id of household 0, ``line`` the poverty line in yuan per
     person per year, ``p`` from :func:`povsim.components.make_params`, ``(k0, k1)``
     from :func:`povsim.rng.split_seed`); the totals are int64, one per slot of
-    :mod:`povsim.metrics`, and equal the sum of the engine's block totals.
+    :mod:`povsim.metrics`, and equal the sum of the engine's block totals.  ``poor_area`` (one
+    entry per household: its village's ``poor_area``) adds the poor-area statistics; without it
+    they stay 0.
     """
     check_params(p)
     n = hh.size.shape[0]
@@ -435,5 +448,6 @@ def month_step(hh: Households, first_id: int, month: int, line: float, p: Params
         stop = min(n, start + chunk)
         view = Households(*(a[start:stop] for a in hh))
         gid = np.arange(first_id + start, first_id + stop, dtype=np.int64).astype(np.uint32)
-        _chunk_month(view, gid, month, line, p, k0, k1, acc)
+        _chunk_month(view, gid, month, line, p, k0, k1, acc,
+                     None if poor_area is None else poor_area[start:stop])
     return acc

@@ -149,6 +149,10 @@ def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--workers", type=_positive_int, metavar="N",
         help="Dask workers on this machine for differential evolution (default: evaluate in this process)",
     )
+    cal.add_argument(
+        "--seeds", type=_count, metavar="N",
+        help="refit at N other seeds, and standard errors from the SMM Jacobian (default: the file's seeds)",
+    )
     cal.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: results/<calibration name>/)")
     cal.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     app = sub.add_parser(
@@ -416,10 +420,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     calibration = Calibration.from_file(args.calibration, overrides=overrides)
     if args.max_evaluations:
         calibration.max_evaluations = args.max_evaluations
+    if args.seeds is not None:
+        calibration.seeds = args.seeds
+    calibration.validate()
     out = args.out if args.out is not None else Path("results") / calibration.name
     check_replaceable(out)
     client = cluster = None
-    if args.workers and args.workers > 1 and calibration.method == "differential-evolution":
+    if args.workers and args.workers > 1 and (calibration.method == "differential-evolution" or calibration.seeds):
         from dask.distributed import Client, LocalCluster
 
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
@@ -447,11 +454,14 @@ def parameters_markdown() -> str:
         "Generated from the config schema by `povsim params --markdown`; do not edit by hand.",
         "Every key can be set in an experiment file or with `--set key=value`.",
         "",
+        "Defaults marked **fitted** come from the calibration to rural China (docs/calibration.md).",
+        "",
         "| key | unit | default | allowed | description | source |",
         "|---|---|---|---|---|---|",
     ]
     for row in parameter_table():
         default = "unset" if row["default"] is None else f"`{row['default']!r}`"
+        default += " **fitted**" if row["fitted"] else ""
         cells = [f"`{row['key']}`", row["unit"], default, row["allowed"], row["description"], row["source"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -465,7 +475,8 @@ def _cmd_params(markdown: bool) -> int:
         return 0
     for row in parameter_table():
         default = "(unset)" if row["default"] is None else repr(row["default"])
-        print(f"{row['key']} = {default}  [{row['unit']}; allowed {row['allowed']}]")
+        fitted = "  (fitted)" if row["fitted"] else ""
+        print(f"{row['key']} = {default}{fitted}  [{row['unit']}; allowed {row['allowed']}]")
         print(f"    {row['description']}. Source: {row['source']}")
     return 0
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, field_vali
 
 from .schema import (  # noqa: F401  (re-exported: the building blocks of every section)
     SRC_ASSUMPTION,
+    SRC_FITTED,
     ConfigError,
     Month,
     Section,
@@ -122,7 +123,15 @@ class PopulationConfig(Section):
         le=100_000,
     )
     villages_per_county: int = param(
-        250, "villages", "about 2,800 county-level units for ~690,000 villages", "villages in each county", ge=1, le=100_000
+        2,
+        "villages",
+        "a sample design: two villages from each county, so that a sample of any size spreads over many counties "
+        "and every province and carries their income differences (rural China has about 250 villages per county: "
+        "about 2,800 county-level units for ~690,000 villages; a full-size county would put a small sample in one "
+        "county and the calibration would fit that county's draw)",
+        "villages in each county",
+        ge=1,
+        le=100_000,
     )
     provinces: int = param(
         31,
@@ -140,6 +149,18 @@ class PopulationConfig(Section):
         "probability that a household has 1, 2, ..., 8 members",
         min_length=1,
         max_length=8,
+    )
+    poor_area_share: float = param(
+        0.292,
+        "share of households",
+        SRC_ASSUMPTION + ": the 832 poor counties (../shared/targets/china_rural_poverty.toml, poor_area_incomes) "
+        "were 29.2% of China's 2,853 county-level units (end of 2013); their share of rural people is not among the "
+        "targets and is taken equal to their share of counties. The poor-area income growth and transfer share "
+        "depend on it",
+        "the poor areas, for the poor-area income statistics: the counties ranked poorest by income level, "
+        "holding this share of the households",
+        ge=0.0,
+        le=1.0,
     )
     worker_probability: float = param(
         0.55,
@@ -538,7 +559,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def parameter_table() -> list[dict[str, Any]]:
-    """Every parameter: key path, unit, default, allowed range, source, description."""
+    """Every parameter: key path, unit, default, allowed range, source, description, and whether its default
+    was fitted (its source starts with :data:`povsim.schema.SRC_FITTED`)."""
     rows: list[dict[str, Any]] = []
     for key in walk():
         if key.section is not None:
@@ -558,6 +580,7 @@ def parameter_table() -> list[dict[str, Any]]:
                 "allowed": extra.get("allowed") or ", ".join(bounds) or "-",
                 "source": extra.get("source", ""),
                 "description": field.description or "",
+                "fitted": str(extra.get("source", "")).startswith(SRC_FITTED),
             }
         )
     return rows

@@ -44,7 +44,7 @@ from .components.poverty import RING_MONTHS  # noqa: F401
 from .components.support import CAPACITY_SCALE  # noqa: F401
 from .config import Config
 
-__all__ = ["Households", "Villages", "Population", "build_population", "allocate", "structure"]
+__all__ = ["Households", "Villages", "Population", "build_population", "allocate", "poor_area_counties", "structure"]
 
 MAX_SIZE = 8
 
@@ -185,6 +185,21 @@ def _build_households(
             )
 
 
+def poor_area_counties(county_mean, county_households, share) -> np.ndarray:
+    """uint8 by county: 1 for the poor areas, the counties of lowest mean log income holding ``share`` of the households.
+
+    Counties are taken from the poorest (ties by county number) while the households
+    already taken are fewer than ``share`` of all; the whole population's counties are
+    ranked, so every block of a split population marks the same counties.
+    """
+    order = np.argsort(np.asarray(county_mean), kind="stable")
+    households = np.asarray(county_households, np.float64)[order]
+    before = np.cumsum(households) - households  #: households in the poorer counties
+    poor = np.zeros(order.shape[0], np.uint8)
+    poor[order[before < share * households.sum()]] = 1
+    return poor
+
+
 def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Population:
     """Build the configured population: structure, then every household's fixed traits.
 
@@ -196,6 +211,7 @@ def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Po
     before the first reported month.
     """
     village_start, village_county, county_province = structure(cfg)
+    county_households = np.bincount(village_county, weights=np.diff(village_start), minlength=county_province.shape[0])
     first_id = 0
     if villages is not None:
         v0, v1 = (int(v) for v in villages)
@@ -233,4 +249,7 @@ def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Po
         cfg.policy.channels.data.coverage_informal,
     )
     villages = allocate_villages(village_start, village_county, first_id + village_start[:-1])
+    villages.poor_area[:] = poor_area_counties(county_mean, county_households, cfg.population.poor_area_share)[
+        village_county
+    ]
     return Population(hh, villages, county_province, first_id=first_id)

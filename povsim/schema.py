@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 __all__ = [
     "ConfigError", "Section", "Month", "param", "parse_month", "format_month", "check_month", "first_month",
-    "SRC_ASSUMPTION", "SRC_NBS_LINE", "SRC_REG_2014", "YEAR_MIN", "YEAR_MAX", "check_by_year", "in_year",
+    "SRC_ASSUMPTION", "SRC_FITTED", "SRC_NBS_LINE", "SRC_REG_2014", "YEAR_MIN", "YEAR_MAX", "check_by_year", "in_year",
 ]
 
 SRC_NBS_LINE = "NBS rural poverty line (../shared/targets/china_rural_poverty.toml, national_line)"
-SRC_ASSUMPTION = "modelling assumption, to be calibrated"
+SRC_ASSUMPTION = "modelling assumption"
+#: the start of the source of every default fitted by the calibration (``povsim params`` marks them)
+SRC_FITTED = "fitted, docs/calibration.md"
 SRC_REG_2014 = "2014 card registration, April-October 2014 (SCIO press conference 2021-04-06)"
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -68,6 +70,8 @@ def param(default: Any, unit: str, source: str, description: str, by_year: bool 
         text = _bounds_text(bounds)
         schema = {"unit": unit, "source": source, "by_year": dict(bounds),
                   "allowed": f"{text}; or a table year = number, years {YEAR_MIN}-{YEAR_MAX}"}
+        if callable(default):
+            return Field(default_factory=default, json_schema_extra=schema, description=description)
         return Field(default, json_schema_extra=schema, description=description)
     extra = {"json_schema_extra": {"unit": unit, "source": source}, "description": description}
     if callable(default):

@@ -759,8 +759,8 @@ def validate(args: argparse.Namespace, log: Callable[[str], None] | None = None)
     figures = args.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     figure = figures / "validation_targets.png"
-    title = (f"povsim against its calibration targets: {args.experiment.name}, {args.households:,} households, "
-             + (f"{n} seeds" if several else "one seed"))
+    title = (f"povsim against its calibration targets\n{args.experiment.name}, {args.households:,} households, "
+             + (f"{n} seeds" if several else "one seed") + f", povsim {povsim.__version__}")
     with atomic_file(figure) as tmp:
         plot_target_deviations(signed, title=title, upper=upper).savefig(tmp, format="png", dpi=120)
 
@@ -839,9 +839,10 @@ December panel recorded as it ran; of each run, the assessments' sampling and ju
 
 ## The model against its calibration targets
 
-The parameters in `experiments/china_2014_2020.toml` marked "fitted" come from
+povsim's defaults marked "fitted" (`povsim params`; docs/calibration.md) come from
 `povsim calibrate experiments/calibration_china.toml` (simulated method of moments,
-weights 1/tolerance², common random numbers). Each target's deviation is
+weights 1/tolerance², common random numbers, at 100,000 households and one seed; here
+the model runs at more households and other seeds, so the objective differs from the fit's). Each target's deviation is
 (model − observed) / tolerance, of the model's mean over the seeds; a target with an
 upper bound (the official figure is a ceiling) counts only above it. Objective here:
 {objective:.2f} (sum of squared deviations of the mean, in tolerances, over {len(targets)} targets).

@@ -59,10 +59,12 @@ NO_SHOCKS = {
     **{f"poverty.lines.{year}": 2800.0 for year in range(2013, 2021)},
 }
 
-#: every identification rule and channel switched off (each test switches on what it studies)
+#: every identification rule and channel switched off (each test switches on what it studies), and no
+#: exit plan (a review switched on exits on stable income alone)
 NO_RULES = {
     **{k: v for k, v in ONE_TIME_THRESHOLD.items() if k != "policy.registration.method"},
     "policy.registration.enabled": False,
+    "policy.review.exit_plan": {},
 }
 
 

@@ -38,7 +38,11 @@ kept after exit, mean-one transitory income shocks and an annual income componen
 cadre visits that skip only households recently rejected (and the monitoring
 regime's columns, zero by default); regenerated when the exit's housing guarantee took the
 official figures (49.6 % of registered households without safe housing at the start, all safe by
-2020-06, MOHURD 2020-09-23) in place of assumed ones.
+2020-06, MOHURD 2020-09-23) in place of assumed ones; regenerated when the defaults became the
+values fitted to the NBS and survey figures (docs/calibration.md: income level, growth and variances,
+labour elasticity, illness, the quota, the cash-transfer schedule), the national exit plans of
+2017-2019 became the default, the sample design (two villages a county) the default population, and
+the census gained the poor areas' counts.
 
 The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved

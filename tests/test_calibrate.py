@@ -11,6 +11,20 @@ import povsim
 from povsim.calibrate import Calibration, Target, load_targets
 from povsim.config import ConfigError
 
+#: no reviews and no channels: the registration and the look-back only
+NO_REVIEWS = """
+[policy.review]
+enabled = false
+[policy.channels.self]
+enabled = false
+[policy.channels.cadre]
+enabled = false
+[policy.channels.data]
+enabled = false
+[policy.channels.hotline]
+enabled = false
+"""
+
 EXPERIMENT = """
 name = "recovery"
 seed = 99
@@ -23,17 +37,7 @@ households = 2500
 median = 6500.0
 [illness]
 onset_probability = 0.010
-[policy.review]
-enabled = false
-[policy.channels.self]
-enabled = false
-[policy.channels.cadre]
-enabled = false
-[policy.channels.data]
-enabled = false
-[policy.channels.hotline]
-enabled = false
-"""
+""" + NO_REVIEWS
 
 TRUE = {"income.median": 8000.0, "illness.onset_probability": 0.015}
 
@@ -115,6 +119,11 @@ def test_result_files(recovery, tmp_path):
         (dict(statistic="year_end_share"), ["denominator"]),
         (dict(colour="red"), ["colour", "allowed"]),
         (dict(year=None), ["year"]),
+        (dict(statistic="growth", denominator="people"), ["from_year", "before `year`"]),
+        (dict(statistic="growth", denominator="people", from_year=2014), ["from_year = 2014"]),
+        (dict(from_year=2010), ["only the statistics growth and year_over_previous"]),
+        (dict(bound="lower"), ["bound", "'upper'"]),
+        (dict(statistic="year_over_previous"), ["denominator"]),
     ],
 )
 def test_bad_targets_are_refused(tmp_path, entry, expected):
@@ -156,3 +165,168 @@ def test_the_china_calibration_file_and_its_targets_load():
     assert len(calibration.targets) >= 10
     assert all(t.source for t in calibration.targets)
     assert "income.median" in calibration.parameters
+
+
+# --------------------------------------------------------------------------------------
+# The statistics, bounds and the SMM uncertainty
+# --------------------------------------------------------------------------------------
+
+
+def _december_metrics(values: dict[str, list[float]], first_year: int = 2013):
+    """A metrics table of Decembers only, one per year from ``first_year``."""
+    import pandas as pd
+
+    n = len(next(iter(values.values())))
+    years = list(range(first_year, first_year + n))
+    return pd.DataFrame({"month": [pd.Timestamp(f"{y}-12-01") for y in years], "year": years, **values})
+
+
+def test_growth_and_year_over_previous_known_answers():
+    import math
+
+    metrics = _december_metrics({"poor_area_income": [100.0, 110.0, 121.0, 133.1],
+                                 "poor_area_people": [10.0, 10.0, 10.0, 10.0],
+                                 "exits_from_poverty_annual_people": [0.0, 4.0, 3.0, 1.0],
+                                 "poor_people": [10.0, 8.0, 5.0, 4.0]})
+    growth = Target("g", "growth", "poor_area_income", 0.1, 0.01, "", year=2016, from_year=2013,
+                    denominator="poor_area_people")
+    assert growth.model_value(metrics) == pytest.approx(0.1)  # 100 -> 133.1 over 3 years: 10 % a year
+    one = Target("e", "year_over_previous", "exits_from_poverty_annual_people", 0.3, 0.1, "", year=2015,
+                 denominator="poor_people")
+    assert one.model_value(metrics) == pytest.approx(3.0 / 8.0)
+    mean = Target("e", "year_over_previous", "exits_from_poverty_annual_people", 0.3, 0.1, "", year=2016,
+                  from_year=2014, denominator="poor_people")
+    assert mean.model_value(metrics) == pytest.approx((4 / 10 + 3 / 8 + 1 / 5) / 3)
+    assert mean.months() == [2013 * 12 + 11, 2016 * 12 + 11]
+    shrinking = _december_metrics({"poor_area_income": [100.0, 0.0], "poor_area_people": [10.0, 10.0]})
+    assert math.isnan(Target("g", "growth", "poor_area_income", 0.1, 0.01, "", year=2014, from_year=2013,
+                             denominator="poor_area_people").model_value(shrinking))
+
+
+def test_an_upper_bound_counts_only_an_excess():
+    from povsim.calibrate import objective
+
+    bound = Target("b", "year_end", "headcount_rate", 0.31, 0.03, "", year=2019, bound="upper")
+    two_sided = Target("t", "year_end", "headcount_rate", 0.31, 0.03, "", year=2019)
+    assert bound.deviation(0.01) == 0.0 and bound.deviation(0.37) == pytest.approx(2.0)
+    assert two_sided.deviation(0.25) == pytest.approx(-2.0)
+    assert objective([0.01, 0.25], [bound, two_sided]) == pytest.approx(4.0)
+
+
+def test_the_smm_covariance_of_a_linear_model_is_known():
+    """Moments m = A theta: the central-difference Jacobian is A exactly, and the covariance is (A' W A)^-1."""
+    import numpy as np
+
+    from povsim.calibrate import jacobian, jacobian_points, smm_covariance
+
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [3.0, 0.0]])
+    tolerances = [0.1, 0.2, 0.5, 1.0]
+    targets = [Target(f"m{i}", "year_end", "headcount_rate", 0.0, tol, "", year=2013) for i, tol in enumerate(tolerances)]
+    theta = np.array([0.3, 0.6])
+    points = jacobian_points(theta, [(0.0, 1.0), (0.0, 1.0)], 0.02)
+    np.testing.assert_allclose(points, [[0.28, 0.6], [0.32, 0.6], [0.3, 0.58], [0.3, 0.62]], rtol=1e-12)
+    jac = jacobian(points, [a @ p for p in points])
+    np.testing.assert_allclose(jac, a, rtol=1e-9)
+    cov, used = smm_covariance(jac, targets, a @ theta)
+    w = np.diag(1.0 / np.square(tolerances))
+    np.testing.assert_allclose(cov, np.linalg.inv(a.T @ w @ a), rtol=1e-9)
+    assert used.all()
+    # a point at the end of its range: the step is one-sided, the derivative still exact
+    edge = jacobian_points(np.array([1.0, 0.0]), [(0.0, 1.0), (0.0, 1.0)], 0.02)
+    np.testing.assert_allclose(jacobian(edge, [a @ p for p in edge]), a, rtol=1e-9)
+    # an upper bound the fit does not reach is left out; a parameter no target moves has infinite variance
+    bound = [*targets[:3], Target("b", "year_end", "headcount_rate", 10.0, 1.0, "", year=2013, bound="upper")]
+    cov, used = smm_covariance(jac, bound, a @ theta)
+    assert used.tolist() == [True, True, True, False]
+    flat = np.column_stack([a[:, 0], np.zeros(4)])
+    cov, _ = smm_covariance(flat, targets, a @ theta)
+    assert np.isinf(cov[1, 1]) and np.isfinite(cov[0, 0])
+
+
+RECOVERY_NEW = """
+name = "recovery_new"
+seed = 7
+[simulation]
+burn_in_years = 1
+end = "2016-12"
+[population]
+households = 3000
+households_per_village = 150
+[income]
+annual_sd = 0.20
+[policy.registration]
+quota_scale = 1.086
+""" + NO_REVIEWS + """
+[policy.support]
+transfer = { 2014 = 20.0, 2016 = 60.0 }
+"""
+
+TRUE_NEW = {"income.annual_sd": 0.30, "policy.registration.quota_scale": 1.20, "policy.support.transfer.2016": 120.0}
+
+
+def test_recovers_the_variance_quota_and_transfer_schedule_from_model_made_data(tmp_path):
+    """The parameters the statistics of the recalibration identify: the annual income SD (the one-year
+    exit rate), the quota scale (the register's size) and a year of the transfer schedule (the transfers'
+    share of poor-area income, and that income's growth)."""
+    (tmp_path / "exp.toml").write_text(RECOVERY_NEW)
+    metrics = povsim.run(povsim.load_config(tmp_path / "exp.toml", overrides=TRUE_NEW)).metrics
+    spec = [
+        ("exit_rate", "year_over_previous", "exits_from_poverty_annual_people", "poor_people", 0.03,
+         dict(year=2016, from_year=2014)),
+        ("registered", "month_share", "registered_people", "people", 0.005, dict(month="2014-10")),
+        ("transfers", "year_sum_share", "poor_area_transfers_yuan", "poor_area_income", 0.002, dict(year=2016)),
+        ("growth", "growth", "poor_area_income", "poor_area_people", 0.005, dict(year=2016, from_year=2013)),
+        ("headcount_2015", "year_end", "headcount_rate", None, 0.005, dict(year=2015)),
+    ]
+    text = ""
+    for name, statistic, metric, den, tol, when in spec:
+        value = Target(name, statistic, metric, 0.0, 1.0, "", denominator=den, **when).model_value(metrics)
+        lines = ["[[targets]]", f'name = "{name}"', f'statistic = "{statistic}"', f'metric = "{metric}"',
+                 f"value = {value!r}", f"tolerance = {tol!r}", 'source = "the model itself"']
+        lines += [f'denominator = "{den}"'] if den else []
+        lines += [f"{k} = {json.dumps(v)}" for k, v in when.items()]
+        text += "\n".join(lines) + "\n"
+    (tmp_path / "targets.toml").write_text(text)
+    (tmp_path / "cal.toml").write_text(
+        'experiment = "exp.toml"\ntargets = "targets.toml"\nmax_evaluations = 70\n[parameters]\n'
+        '"income.annual_sd" = [0.05, 0.50]\n"policy.registration.quota_scale" = [0.9, 1.4]\n'
+        '"policy.support.transfer.2016" = [0.0, 300.0]\n')
+    calibration = Calibration.from_file(tmp_path / "cal.toml")
+    assert calibration.start_values().tolist() == [0.20, 1.086, 60.0]  # away from the truth
+    result = calibration.run()
+    assert result.history["objective"].iloc[0] > 10 * max(result.objective, 0.1)
+    assert result.fitted["income.annual_sd"] == pytest.approx(TRUE_NEW["income.annual_sd"], rel=0.10)
+    assert result.fitted["policy.registration.quota_scale"] == pytest.approx(1.20, rel=0.05)
+    assert result.fitted["policy.support.transfer.2016"] == pytest.approx(120.0, rel=0.10)
+
+
+def test_uncertainty_refits_at_spawned_seeds_and_reports_standard_errors(recovery, tmp_path):
+    import numpy as np
+
+    from povsim.experiments import replicate_seeds
+
+    _, calibration, result = recovery
+    calibration.seeds, calibration.seed_evaluations = 2, 6
+    try:
+        u = calibration.uncertainty(result)
+    finally:
+        calibration.seeds = 0
+    assert u.refits["seed"].tolist() == replicate_seeds(99, 2)  # SeedSequence(seed).spawn, never seed + k
+    assert (u.refits["evaluations"] <= 6 + 1).all()
+    table = u.table()
+    assert list(table.index) == list(calibration.keys)
+    assert (table["standard_error"] > 0).all() and np.isfinite(table["standard_error"]).all()
+    # more households would narrow the refits; here it is enough that each refit stays in its range
+    for key, (lo, hi) in calibration.parameters.items():
+        assert lo <= table.loc[key, "seeds_min"] <= table.loc[key, "seeds_max"] <= hi
+    result.uncertainty = u
+    try:
+        out = result.save(tmp_path / "cal")
+        names = sorted(p.name for p in out.iterdir())
+        assert {"uncertainty.csv", "refits.csv", "jacobian.csv"} <= set(names)
+        report = (out / "report.md").read_text()
+        assert "## Uncertainty" in report and "standard error" in report
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert set(manifest["standard_errors"]) == set(calibration.keys)
+    finally:
+        result.uncertainty = None

@@ -137,7 +137,7 @@ def test_good_run_writes_resolved_config(good_run):
     ).to_dict()
     assert config == expected  # every default filled in
     assert config["population"]["households"] == 2000
-    assert config["illness"]["onset_probability"] == 0.012
+    assert config["illness"]["onset_probability"] == povsim.Config().illness.onset_probability
     assert config["name"] == "quickstart"
     assert config["policy"]["registration"]["method"] == "threshold"
     assert config["policy"]["lookback"]["enabled"] is False

@@ -88,7 +88,7 @@ def test_override_of_one_poverty_line_keeps_the_others():
 def test_overrides_apply_on_top_of_a_file():
     cfg = load_config(QUICKSTART, overrides={"population.households": 5000, "seed": 3})
     assert (cfg.name, cfg.population.households, cfg.seed) == ("quickstart", 5000, 3)
-    assert cfg.policy.support.transfer == 40.0
+    assert cfg.policy.support.transfer == Config().policy.support.transfer  # the file leaves the default
 
 
 def test_overrides_do_not_change_the_callers_dict():
@@ -348,7 +348,7 @@ def test_parameter_table_has_unit_and_source_for_every_parameter():
 def _leaf_keys(data: dict, prefix: str = "") -> set[str]:
     out = set()
     for k, v in data.items():
-        if isinstance(v, dict) and k not in ("lines", "exclusion_shares", "exit_plan"):  # tables are one key
+        if isinstance(v, dict) and k not in ("lines", "exclusion_shares", "exit_plan", "transfer"):  # tables: one key
             out |= _leaf_keys(v, f"{prefix}{k}.")
         else:
             out.add(f"{prefix}{k}")
@@ -358,7 +358,8 @@ def _leaf_keys(data: dict, prefix: str = "") -> set[str]:
 def test_parameter_table_covers_every_config_key():
     rows = {r["key"]: r for r in parameter_table()}
     assert set(rows) == _leaf_keys(Config().to_dict())
-    assert rows["illness.onset_probability"]["default"] == 0.012
+    assert rows["illness.onset_probability"]["default"] == Config().illness.onset_probability
+    assert rows["illness.onset_probability"]["fitted"] and not rows["illness.chronic_share"]["fitted"]
     assert rows["illness.onset_probability"]["allowed"] == ">= 0.0, <= 1.0"
     assert rows["poverty.lines"]["default"] == Config().poverty.lines
 

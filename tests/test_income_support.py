@@ -267,7 +267,7 @@ def test_lookback_removals_get_no_support():
 
 
 def test_monitored_households_are_supported():
-    sim = povsim.Simulation(cfg(2_000))
+    sim = povsim.Simulation(cfg(2_000, {"policy.support.transfer": 40.0}))
     hh = sim.population.households
     while sim.month < parse_month("2013-06"):
         sim.step()

@@ -230,3 +230,44 @@ def test_cgh_of_a_register_of_exactly_the_poorest_40_percent_is_2_5():
     assert row["cgh"] == pytest.approx(2.5, abs=0.03)  # 2.7 %-wide bins: the quantile's bin split linearly
     cover = row[[f"coverage_decile_{d}" for d in range(1, 11)]].to_numpy(float)
     assert cover[:3] == pytest.approx(1.0, abs=0.03) and cover[5:] == pytest.approx(0.0, abs=0.03)
+
+
+def test_poor_area_counties_known_answers():
+    from povsim.population import poor_area_counties
+
+    means = [3.0, 1.0, 2.0, 4.0]
+    households = [10, 10, 10, 10]
+    assert poor_area_counties(means, households, 0.25).tolist() == [0, 1, 0, 0]
+    assert poor_area_counties(means, households, 0.26).tolist() == [0, 1, 1, 0]  # the county that crosses the share
+    assert poor_area_counties(means, households, 0.0).tolist() == [0, 0, 0, 0]
+    assert poor_area_counties(means, households, 1.0).tolist() == [1, 1, 1, 1]
+    assert poor_area_counties([1.0, 1.0, 2.0], [5, 5, 10], 0.5).tolist() == [1, 1, 0]  # ties by county number
+
+
+def test_poor_areas_are_the_poorest_counties_and_their_counts_add_up():
+    """The poor areas hold about their share of households, are the counties of lowest income, and their
+    people, income and transfers are those of their villages' households."""
+    cfg = full_cfg(6_000, {"population.households_per_village": 100, "population.poor_area_share": 0.3})
+    sim = povsim.Simulation(cfg)
+    pop = sim.population
+    area = pop.villages.poor_area.astype(bool)
+    county = pop.village_county
+    poor_counties = set(county[area].tolist())
+    households = np.diff(pop.village_start)
+    assert 0.3 <= households[area].sum() / households.sum() < 0.3 + households.max() * 2 / households.sum()
+    level = np.array([pop.households.level[pop.village_start[v]:pop.village_start[v + 1]].mean()
+                      for v in range(pop.n_villages)])
+    by_county = {c: level[county == c].mean() for c in set(county.tolist())}
+    richest_poor = max(by_county[c] for c in poor_counties)
+    others = [by_county[c] for c in by_county if c not in poor_counties]
+    assert np.mean([x > richest_poor for x in others]) > 0.8  # ranked by the county mean, not the sample
+    size = pop.households.size.astype(np.int64)
+    in_area = np.repeat(area, households)
+    m = sim.run().metrics
+    assert (m["poor_area_people"] == size[in_area].sum()).all()
+    assert (m["poor_area_transfers_yuan"] <= m["transfers_yuan"] + 1e-9).all()
+    assert m["poor_area_transfers_yuan"].sum() > 0
+    december = _decembers(m)
+    per_capita = december["poor_area_income"] / december["poor_area_people"]
+    assert (per_capita > 1000).all() and (np.diff(per_capita.to_numpy()) > 0).mean() >= 0.8
+    assert (m.loc[m["month"].dt.month != 12, "poor_area_income"] == 0).all()

@@ -156,8 +156,11 @@ def test_engine_equals_mesa_with_monitoring_on():
 def test_monitoring_protects_exited_households_that_return_to_poverty():
     """Same seed, monitoring on against off (exited stocks counted): over 2021-2025 no more exited households
     are truly poor, far fewer of those are left neither registered nor monitored, and fewer people are poor."""
-    on = povsim.run(_cfg(20_000)).metrics
-    off = povsim.run(full_cfg(20_000, {**TO_2025, "policy.monitoring.report_exited": True})).metrics
+    # a transfer of 40 yuan a month throughout: the schedule's 2019 step, kept to 2025 by the transition
+    # period, would leave almost no exited household poor for monitoring to protect
+    low = {"policy.support.transfer": 40.0}
+    on = povsim.run(_cfg(20_000, low)).metrics
+    off = povsim.run(full_cfg(20_000, {**TO_2025, **low, "policy.monitoring.report_exited": True})).metrics
     window = on["month"] >= pd.Timestamp("2021-12-01")
     assert off.loc[window, "exited_poor"].mean() > 10
     # exited households keep their support through the transition period either way (policy.support), so

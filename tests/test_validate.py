@@ -114,8 +114,11 @@ def _strata(sim, month):
 
 @pytest.fixture(scope="module")
 def census():
-    """Everyone assessed, by an assessor without error, in December 2018 and at the run's end (2020-12)."""
-    sim = povsim.Simulation(full_cfg(6_000, SMALL))
+    """Everyone assessed, by an assessor without error, in December 2018 and at the run's end (2020-12).
+
+    A transfer of 40 yuan a month throughout (not the schedule's large 2019 step), so that some exited
+    households are poor in 2020 and the rates compared below are not all zero."""
+    sim = povsim.Simulation(full_cfg(6_000, {**SMALL, "policy.support.transfer": 40.0}))
     table = county_assessment(sim, [2018 * 12 + 11, 2020 * 12 + 11], people_target=EVERYONE, min_households=1_200,
                               assessor_sd=0.0)
     return sim, table
@@ -156,8 +159,10 @@ def test_an_assessor_repeating_the_office_finds_no_wrong_exits():
     """Constant incomes and one line: an assessor with the office's error (office_share = 1, the review's
     SD) judges each household exactly as the last exit assessment (2017-12, 2018-12) did, and that let exit
     only households it assessed at or above the line; by true status some of them are poor."""
-    # the guarantees off: with constant incomes, unsafe houses would keep whole units from exiting before 2018
-    cfg = full_cfg(6_000, {**SMALL, **NO_SHOCKS, "simulation.end": "2018-12", "policy.review.guarantees": False})
+    # the guarantees off: with constant incomes, unsafe houses would keep whole units from exiting before 2018;
+    # no exit plan: a plan pulls exits forward past the assessment
+    cfg = full_cfg(6_000, {**SMALL, **NO_SHOCKS, "simulation.end": "2018-12", "policy.review.guarantees": False,
+                           "policy.review.exit_plan": {}})
     assert cfg.policy.review.exit_multiple == 1.0 and cfg.policy.review.first == "2017-10"
     sim = povsim.Simulation(cfg)
     table = county_assessment(sim, [2017 * 12 + 11, 2018 * 12 + 11], people_target=EVERYONE, min_households=1_200,

@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from .. import elementary
-from .base import FLAG_POOR, FLAG_REGISTERED, Bins, Column, Component, Count
+from .base import FLAG_POOR, FLAG_REGISTERED, Bins, Column, Component, Count, State
 from .support import year_index
 from .income import DRAW_INCOME_12M, DRAW_LOST_JOB, DRAW_ONSET, DRAW_SUPPORTED, DRAW_UNEMPLOYED
 
@@ -98,6 +98,9 @@ def _decile(d: int):
 COMPONENT = Component(
     name="census",
     doc="the month-end counts of the households' state, and the targeting statistics derived from them",
+    village_state=(State("poor_area", "uint8", "1 if the village's county is in the poor areas (the counties ranked "
+                         "poorest by income level, holding population.poor_area_share of the households; set when "
+                         "the population is built)"),),
     metrics=(
         Count("households", "households simulated"),
         Count("people", "people in them", unit="people"),
@@ -133,6 +136,14 @@ COMPONENT = Component(
         Count("unemployed", "households with a wage earner out of work"),
         Count("illness_onsets", "households falling ill this month", kind="flow"),
         Count("job_losses", "households losing a job this month", kind="flow"),
+        Count("poor_area_people", "people in the poor areas (the counties ranked poorest by income level: "
+              "population.poor_area_share)", unit="people"),
+        Count("poor_area_income", "the calendar year's income of the poor areas' people, yuan (the sum over their "
+              "households of per-capita income of the year x members; December)", unit="yuan"),
+        Count("poor_area_transfers_fen", "transfers paid this month in the poor areas, in fen", unit="fen",
+              kind="flow", column=None),
+        Column("poor_area_transfers_yuan", "cash transfers paid this month in the poor areas, yuan",
+               lambda c: c["poor_area_transfers_fen"] / 100.0, unit="yuan", kind="yuan"),
         Bins("people_by_income", "people by per-capita income of the year over the line, at the December assessment",
              INCOME_BINS, _income_labels(), unit="people"),
         Bins("registered_people_by_income", "registered people by the same bins", INCOME_BINS, _income_labels(),
@@ -199,6 +210,9 @@ def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         poor_registered += registered & poor
         registered_illness += registered & (catastrophic | ill)
     slot = p.slot
+    if vs.poor_area[v]:
+        acc[slot.poor_area_people] += people
+        acc[slot.poor_area_transfers_fen] += transfers_fen
     acc[slot.households] += n
     acc[slot.people] += people
     acc[slot.poor] += poor_n
@@ -218,6 +232,17 @@ def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     acc[slot.registered_illness] += registered_illness
     if month % 12 == 11:
         income_bins(hh, first, n, line, draws, acc, slot)
+        if vs.poor_area[v]:
+            acc[slot.poor_area_income] += area_income(size, draws, n)
+
+
+@nb.njit(cache=True, _nrt=False, error_model="numpy")
+def area_income(size, draws, n):
+    """December: the calendar year's income of a village's people, whole yuan (per-capita income x members)."""
+    total = 0
+    for j in range(n):
+        total += np.int64(round(draws[DRAW_INCOME_12M, j] * np.float64(size[j])))
+    return total
 
 
 @nb.njit(cache=True, _nrt=False, error_model="numpy")

@@ -21,7 +21,7 @@ import numba as nb
 import numpy as np
 
 from .. import elementary
-from ..schema import SRC_ASSUMPTION, Section, param
+from ..schema import SRC_ASSUMPTION, SRC_FITTED, Section, param
 from .base import Component, State
 
 
@@ -29,9 +29,10 @@ class IllnessConfig(Section):
     """Illness: onset, duration, medical bills, insurance and lost labour."""
 
     onset_probability: float = param(
-        0.012,
+        0.01684,
         "per household per month",
-        "about 18% of rural households have catastrophic health spending in a year (CFPS 2012, 2018)",
+        SRC_FITTED + ": catastrophic health spending among rural households, 18.4% (2012) and 18.3% (2018, CFPS), "
+        "and illness among registered households",
         "probability that a healthy household falls ill",
         ge=0.0,
         le=1.0,
@@ -46,9 +47,9 @@ class IllnessConfig(Section):
         0.01, "per month", SRC_ASSUMPTION, "monthly probability that a chronic illness ends", ge=0.0, le=1.0
     )
     bill_median: float = param(
-        500.0,
+        758.6,
         "yuan per month",
-        SRC_ASSUMPTION,
+        SRC_FITTED + ": catastrophic health spending (CFPS 2012, 2018)",
         "median medical bill of an ill household in a month (log-normal)",
         ge=0.0,
         le=1e7,

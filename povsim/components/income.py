@@ -30,7 +30,7 @@ import numba as nb
 import numpy as np
 
 from .. import elementary, rng
-from ..schema import SRC_ASSUMPTION, Section, param
+from ..schema import SRC_ASSUMPTION, SRC_FITTED, Section, param
 from . import illness, job_loss, support
 from .base import Component, Draw, State, store_yuan
 
@@ -63,19 +63,20 @@ class IncomeConfig(Section):
     """Per-capita income: fixed level, trend, persistent AR(1), annual and monthly transitory components."""
 
     median: float = param(
-        7500.0,
+        8188.0,
         "yuan per person per year",
-        "NBS rural per-capita net income 2013: mean 8,896 yuan; with the SDs below, a median near 7,500 "
-        "gives a 2013 headcount near the NBS 8.5%",
+        SRC_FITTED + ": the NBS headcounts 2013-2019 and the poor areas' income; NBS rural per-capita net income "
+        "2013: mean 8,896 yuan",
         "median fixed income level in the base year",
         gt=0.0,
         le=1e7,
     )
     base_year: int = param(2013, "year", "first reported year", "year in which the income level is `median`", ge=1900, le=2200)
     trend: float = param(
-        0.09,
+        0.09636,
         "log points per year",
-        "rural per-capita disposable income grew about 9% a year (nominal) 2013-2019 (NBS)",
+        SRC_FITTED + ": the NBS headcounts 2013-2019 and the poor areas' income growth; rural per-capita "
+        "disposable income grew about 9% a year (nominal) 2013-2019 (NBS)",
         "growth of every household's income level",
         ge=-0.5,
         le=0.5,
@@ -86,9 +87,9 @@ class IncomeConfig(Section):
         0.45, "log points", SRC_ASSUMPTION, "SD of the household's fixed deviation from its county mean", ge=0.0, le=5.0
     )
     labour_elasticity: float = param(
-        0.30,
+        0.01891,
         "elasticity",
-        SRC_ASSUMPTION,
+        SRC_FITTED + ": the registered households' average size (weakly identified)",
         "effect of log(workers per member / expected share) on the income level",
         ge=0.0,
         le=3.0,
@@ -102,9 +103,10 @@ class IncomeConfig(Section):
         lt=1.0,
     )
     persistent_sd: float = param(
-        0.35,
+        0.4967,
         "log points",
-        "Jalan and Ravallion (1998): about half of squared poverty gap is transient",
+        SRC_FITTED + ": the headcounts and the one-year exit rate (weakly identified: traded off against the "
+        "median, correlation 0.98); Jalan and Ravallion (1998): about half of squared poverty gap is transient",
         "stationary SD of the persistent component",
         ge=0.0,
         le=5.0,
@@ -119,10 +121,10 @@ class IncomeConfig(Section):
         le=5.0,
     )
     annual_sd: float = param(
-        0.20,
+        0.1651,
         "log points",
-        SRC_ASSUMPTION + " against the one-year exit rate from poverty; mean-one (`annual_sd z - annual_sd^2/2` in "
-        "logs); calendar-year incomes, poverty flows and the exit rate depend on it",
+        SRC_FITTED + ": the one-year exit rate from poverty (CFPS; weakly identified); mean-one (`annual_sd z - "
+        "annual_sd^2/2` in logs); calendar-year incomes, poverty flows and the exit rate depend on it",
         "SD of the annual transitory log-income component: one normal per household and calendar year, the same in "
         "the year's 12 months (mean one in levels)",
         ge=0.0,

@@ -40,7 +40,7 @@ import numba as nb
 import numpy as np
 
 from .. import elementary, rng
-from ..schema import SRC_ASSUMPTION, SRC_REG_2014, Month, Section, check_month, format_month, param, parse_month
+from ..schema import SRC_ASSUMPTION, SRC_FITTED, SRC_REG_2014, Month, Section, check_month, format_month, param, parse_month
 from . import assessment
 from .base import (
     FLAG_EVER_REGISTERED, FLAG_POOR, FLAG_REGISTERED, NEVER, NO_MONTH, Bins, Column, Component, Count, Draw, Route,
@@ -93,10 +93,11 @@ class RegistrationConfig(Section):
         le=5.0,
     )
     quota_scale: float = param(
-        1.086,
+        1.139,
         "registered people per survey poor person",
-        "registered 89.62 million people = 1.086 x the NBS's 82.49 million poor of the end-2013 count, which "
-        "the registration set out to find (SCIO press conference 2015-10-12; "
+        SRC_FITTED + ": the register's share of people in 2014, with the headcounts (the official figure is "
+        "1.086: registered 89.62 million people = 1.086 x the NBS's 82.49 million "
+        "poor of the end-2013 count, which the registration set out to find; SCIO press conference 2015-10-12; "
         "../shared/targets/china_rural_poverty.toml, registration_basis)",
         "national quota: registered people per poor person of the survey (quota method)",
         ge=0.0,

@@ -124,10 +124,10 @@ class ReviewConfig(Section):
         "month by which every unsafe house is made safe (each in a month drawn uniformly from exit_first on)",
     )
     exit_plan: dict[int, float] = param(
-        dict,
+        lambda: {2017: 10.0, 2018: 10.0, 2019: 10.0},
         "million people a year, nationally",
         "Government Work Reports 2017, 2018, 2019: at least 10 million fewer rural poor a year "
-        "(../shared/targets/china_rural_poverty.toml, exit_plans); none by default: a scenario's choice",
+        "(../shared/targets/china_rural_poverty.toml, exit_plans)",
         "national target of people exiting the register in each listed year's exit month (empty: no plan)",
     )
     plan_population_millions: float = param(

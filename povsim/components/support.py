@@ -29,7 +29,7 @@ from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
 import numba as nb
 import numpy as np
 
-from ..schema import SRC_ASSUMPTION, Month, Section, check_month, in_year, param, parse_month
+from ..schema import SRC_ASSUMPTION, SRC_FITTED, Month, Section, check_month, in_year, param, parse_month
 from .base import FLAG_MONITORED, FLAG_REGISTERED, MONTH_ORIGIN, NEVER, Column, Component, State
 
 CAPACITY_SCALE = 10000.0  #: capacity is stored in 1/10000 log points
@@ -45,9 +45,13 @@ class SupportConfig(Section):
     """What a registered household receives, and for how long after it exits."""
 
     transfer: float | dict[int, float] = param(
-        40.0,
+        lambda: {2014: 18.92, 2017: 29.29, 2019: 217.1},
         "yuan per person per month",
-        SRC_ASSUMPTION + "; rural dibao averaged about 200 yuan/person/month in 2014 but reached few",
+        SRC_FITTED + ": the headcounts 2014-2019 and the poor areas' income growth, bounded by their transfer share; "
+        "steps in 2017 (central special poverty funds scaled up from 2016) and 2019 (the social-assistance backstop "
+        "for the remaining poor: dibao linked to poverty alleviation, General Office of the State Council 2016 "
+        "No. 70); the years of the steps are an assumption; rural dibao averaged about 200 yuan/person/month in "
+        "2014 but reached few",
         "monthly cash transfer to each member of a supported household ('blood transfusion'); a number, or a "
         "schedule by calendar year (the latest listed year's value at or before the year; the first's before)",
         by_year=True,

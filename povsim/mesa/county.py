@@ -52,7 +52,8 @@ def county_config(
     argument                  config key
     ========================  ==========================================
     households                population.households
-    households_per_village    population.households_per_village
+    households_per_village    population.households_per_village (and
+                              population.villages_per_county: all in one county)
     cadre_visits              policy.channels.cadre.visits_per_village
     data_coverage_formal      policy.channels.data.coverage_formal
     data_coverage_informal    policy.channels.data.coverage_informal
@@ -70,6 +71,7 @@ def county_config(
     overrides: dict[str, Any] = {
         "population.households": households,
         "population.households_per_village": households_per_village,
+        "population.villages_per_county": max(1, -(-households // households_per_village)),  # one county
         **{f"{path}.enabled": bool(switches.get(name, True)) for name, (path, _) in TOGGLES.items()},
         "simulation.burn_in_years": burn_in_years,
     }
