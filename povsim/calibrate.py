@@ -764,8 +764,9 @@ class CalibrationResult:
         return md
 
     def save(self, directory: str | Path) -> Path:
-        from .results import write_atomically
         from . import __version__
+        from .files import sha256
+        from .results import write_atomically
 
         def write(tmp: Path) -> None:
             (tmp / "fitted.toml").write_text(self.fitted_toml())
@@ -778,8 +779,9 @@ class CalibrationResult:
                 pd.DataFrame(self.uncertainty.jacobian, index=[t.name for t in self.calibration.targets],
                              columns=list(self.calibration.keys)).to_csv(tmp / "jacobian.csv")
             self.plot().savefig(tmp / "targets.png", dpi=120)
+            files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}  # povsim's own, checked on reuse
             (tmp / "manifest.json").write_text(json.dumps({
-                "povsim_version": __version__, "calibration": self.calibration.name,
+                "povsim_version": __version__, "calibration": self.calibration.name, "files": files,
                 "evaluations": len(self.history), "objective": self.objective, "fitted": self.fitted,
                 "wall_seconds": self.wall_seconds,
                 "standard_errors": (None if self.uncertainty is None else

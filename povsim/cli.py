@@ -398,6 +398,8 @@ def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
                   file=sys.stderr)
             return 130
         raise
+    for path, reason in outcome.info.get("redone", {}).items():
+        print(f"povsim: saved run runs/{path} was not reused and ran again: {reason}", file=sys.stderr)
     for spec, error in outcome.failures.items():
         print(f"povsim: run failed: {spec.describe()}: {error}", file=sys.stderr)
     if not args.quiet and outcome.runs:

@@ -516,7 +516,9 @@ class Experiment:
             {r: done[r] for r in runs if r in done},
             {r: failures[r] for r in runs if r in failures},
             info={"elapsed_s": round(time.perf_counter() - t0, 3), "workers": n_workers, "split": split,
-                  "resumed": len(runs) - len(pending)},
+                  "resumed": len(runs) - len(pending),
+                  # saved runs not trusted (a file missing or changed): run again, with the reason
+                  "redone": dict(store.redone) if store is not None else {}},
         )
         if store is not None:
             store.finish(lambda directory: result.write_files(directory, runs=False), [spec.path for spec in runs])
@@ -814,7 +816,7 @@ class ExperimentResult:
         for the layout), each by temporary name and rename; ``runs=True`` also writes every
         run's folder under ``runs/`` (a result saved in one go).
         """
-        from .files import atomic_file
+        from .files import atomic_file, sha256
         from .plots import plot_scenarios
         from .report import render_report
 
@@ -827,10 +829,14 @@ class ExperimentResult:
                 result.write_files(folder, figures=False)
             written.append("runs")
 
+        checksums: dict[str, str] = {}
+
         def put(name: str, write: Callable[[Path], Any]) -> None:
             with atomic_file(directory / name) as tmp:
                 write(tmp)
             written.append(name)
+            if name != "manifest.json":
+                checksums[name] = sha256(directory / name)
 
         figures: dict[str, bytes] = {}
         if self.runs:
@@ -853,6 +859,7 @@ class ExperimentResult:
         manifest = self.manifest()
         complete = self.ok and len(self.runs) == len(self.experiment.runs)
         manifest["status"] = "complete" if complete else "incomplete"
+        manifest["files"] = checksums  # every file of the experiment's own, with its checksum (runs: their own)
         put("manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
         return written
 

@@ -35,6 +35,8 @@ __all__ = [
     "write_text_atomically",
     "write_folder_atomically",
     "remove_folder",
+    "sha256",
+    "is_temporary",
     "TEMPORARY_SUFFIXES",
 ]
 
@@ -43,6 +45,22 @@ __all__ = [
 TEMPORARY_SUFFIXES = (".tmp", ".old")
 
 _ATTEMPTS = 100
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in 1 MiB pieces)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is one of this module's temporaries (``.<name>.<random>.tmp`` / ``.old``)."""
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIXES)
 
 
 def _temporary(path: Path, suffix: str, make: Callable[[Path], None]) -> Path:

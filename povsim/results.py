@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from .config import Config, format_month
-from .files import write_folder_atomically
+from .files import is_temporary, sha256, write_folder_atomically
 from .metrics import yearly_summary
 
 __all__ = ["Result", "load_result", "write_atomically", "check_replaceable"]
@@ -141,9 +141,12 @@ class Result:
         if self.delays is not None:
             self.delays.to_parquet(directory / "delays.parquet")
         (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        (directory / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
         if figures:
             self.plot().savefig(directory / "errors.png", dpi=120)
+        # every file written, with its checksum, so that a reuse can verify it (verify_result)
+        names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name in RESULT_FILES)
+        self.manifest["files"] = {name: sha256(directory / name) for name in names}
+        (directory / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
 
     def save(self, directory: str | Path, figures: bool = True) -> Path:
         """Write the result into ``directory`` (replacing it), atomically; return its path."""
@@ -157,11 +160,100 @@ class Result:
         )
 
 
-def check_replaceable(directory: str | Path) -> None:
-    """Refuse an output folder that holds anything but an earlier povsim result.
+#: the files of an experiment folder's own that a folder written before manifests listed them may hold
+EXPERIMENT_FILES = ("metrics.parquet", "headlines.csv", "summary.csv", "comparison.csv", "points.csv", "report.html",
+                    "headcount_rate.png", "exclusion_error.png", "inclusion_error.png", "registered.png",
+                    "sweep_exclusion_error_mean.png", "sweep_inclusion_error_mean.png", "sweep_cost_total_yuan.png")
+#: the files a single result folder may hold (:meth:`Result.write_files`), beside manifest.json
+RESULT_FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "errors.png")
 
-    A result folder is replaced whole by a new save, so pointing ``--out`` at a
-    folder of other files must fail, before anything runs, rather than delete them.
+
+def povsim_manifest(directory: Path) -> dict[str, Any] | None:
+    """The povsim manifest of ``directory`` (a dict with ``povsim_version``), or None if it has none."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "povsim_version" in manifest else None
+
+
+def written_files(manifest: dict[str, Any], known: tuple[str, ...] = RESULT_FILES) -> set[str]:
+    """The names a povsim folder's manifest says povsim wrote there (its ``files``; for a folder written
+    before manifests listed them, the names povsim writes, ``known``), manifest.json included."""
+    files = manifest.get("files")
+    names = set(files) if isinstance(files, (dict, list)) else set(known)
+    return names | {"manifest.json"}
+
+
+def foreign_entries(directory: str | Path) -> list[str]:
+    """The entries of a povsim result or experiment folder that povsim did not write there, as paths
+    relative to it (every entry, if the folder holds no povsim manifest).
+
+    A result folder may hold the files its manifest lists; an experiment folder (manifest
+    ``kind = "experiment"``) those and ``runs/``, whose folders are run results (each with
+    its own manifest) or folders of them; povsim's temporaries (``.<name>.<random>.tmp`` /
+    ``.old``) are its own anywhere.
+    """
+    directory = Path(directory)
+    manifest = povsim_manifest(directory)
+    if manifest is None:
+        return sorted(p.name for p in directory.iterdir())
+    if manifest.get("kind") == "experiment":
+        allowed = written_files(manifest, EXPERIMENT_FILES) | {"runs"}
+    else:
+        allowed = written_files(manifest)
+    foreign = [p.name for p in directory.iterdir() if p.name not in allowed and not is_temporary(p.name)]
+    if manifest.get("kind") == "experiment" and (directory / "runs").is_dir():
+        foreign += [f"runs/{name}" for name in _foreign_in_runs(directory / "runs")]
+    return sorted(foreign)
+
+
+def _foreign_in_runs(folder: Path) -> list[str]:
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if is_temporary(entry.name):
+            continue
+        if not entry.is_dir():
+            out.append(entry.name)
+        elif povsim_manifest(entry) is not None:  # a run's folder
+            out += [f"{entry.name}/{name}" for name in foreign_entries(entry)]
+        else:  # a scenario's or sweep point's folder of runs
+            out += [f"{entry.name}/{name}" for name in _foreign_in_runs(entry)]
+    return out
+
+
+def verify_result(directory: str | Path) -> str | None:
+    """Why the result in ``directory`` cannot be trusted as povsim wrote it, or None when it can.
+
+    Every file its manifest lists must be there with the checksum recorded when it was
+    written; a manifest that lists no files cannot be verified.
+    """
+    directory = Path(directory)
+    manifest = povsim_manifest(directory)
+    if manifest is None:
+        return "manifest.json is missing or not a povsim manifest"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return "its manifest records no checksums (written by an older povsim)"
+    for name, digest in sorted(files.items()):
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256(path) != digest:
+            return f"{name} differs from what povsim wrote (checksum)"
+    for name in ("metrics.parquet", "config.json"):
+        if name not in files:
+            return f"{name} is not among the files its manifest records"
+    return None
+
+
+def check_replaceable(directory: str | Path) -> None:
+    """Refuse an output folder that holds anything povsim did not write there.
+
+    A new folder, an empty one, or an earlier povsim result or experiment folder holding
+    only what povsim wrote may be used (and its povsim files replaced); a folder of other
+    files, or a result folder into which other files were put, is refused before anything
+    runs, naming what it found, so that nothing of the user's is ever deleted.
     """
     directory = Path(directory)
     if not directory.exists():
@@ -170,15 +262,18 @@ def check_replaceable(directory: str | Path) -> None:
         raise FileExistsError(f"output path {str(directory)!r} exists and is not a folder; allowed: a new or result folder")
     if not any(directory.iterdir()):
         return
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text())
-        if isinstance(manifest, dict) and "povsim_version" in manifest:
-            return
-    except (OSError, ValueError):
-        pass
+    foreign = foreign_entries(directory)
+    if not foreign:
+        return
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    if povsim_manifest(directory) is None:
+        raise FileExistsError(
+            f"output folder {str(directory)!r} exists and is not a povsim result (no manifest.json; it holds {shown}); "
+            "allowed: a new folder, an empty one, or an earlier result to replace"
+        )
     raise FileExistsError(
-        f"output folder {str(directory)!r} exists and is not a povsim result (no manifest.json); "
-        "allowed: a new folder, an empty one, or an earlier result to replace"
+        f"output folder {str(directory)!r} holds files povsim did not write: {shown}; povsim replaces only its "
+        "own files: move them, or choose another --out"
     )
 
 

@@ -42,9 +42,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .files import TEMPORARY_SUFFIXES, remove_folder, write_folder_atomically, write_text_atomically
-from .results import Result, check_replaceable, load_result
+from .results import (  # noqa: F401  (EXPERIMENT_FILES re-exported)
+    EXPERIMENT_FILES,
+    Result,
+    check_replaceable,
+    load_result,
+    povsim_manifest,
+    verify_result,
+    written_files,
+)
 
-__all__ = ["RunStore", "mark_run", "RUN_FILES"]
+__all__ = ["RunStore", "mark_run", "RUN_FILES", "EXPERIMENT_FILES"]
 
 RUN_FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "manifest.json")
 
@@ -81,6 +89,8 @@ class RunStore:
         self.directory = Path(directory)
         self.name = name
         self.engine = source_hash()
+        self.redone: dict[str, str] = {}  #: runs found saved but not trusted, by path: why (they run again)
+        self._previous: set[str] = set()  #: the experiment's own files of an earlier write (replaced at the end)
 
     # -- before the runs ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -92,9 +102,11 @@ class RunStore:
         run left.
         """
         d = self.directory
-        check_replaceable(d)
+        check_replaceable(d)  # refuses a folder holding anything povsim did not write
         if d.exists() and any(d.iterdir()) and not _is_experiment_folder(d):
             remove_folder(d)
+        elif d.exists() and _is_experiment_folder(d):
+            self._previous = written_files(povsim_manifest(d), EXPERIMENT_FILES) - {"manifest.json"}
         (d / "runs").mkdir(parents=True, exist_ok=True)
         self._remove_temporaries()
 
@@ -117,19 +129,24 @@ class RunStore:
         its resolved config as JSON data, called only when a saved run is there.
         """
         folder = self.directory / "runs" / path
+        if not folder.exists():
+            return None
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
             saved = json.loads((folder / "config.json").read_text())
         except (OSError, ValueError):
-            return None
-        if manifest.get("engine") != self.engine or manifest.get("run") != run:
-            return None
-        if _comparable(saved) != _comparable(config()):
-            return None
-        try:
-            return load_result(folder)
-        except (OSError, ValueError):
-            return None
+            manifest = saved = None
+        if manifest is not None and (manifest.get("engine") != self.engine or manifest.get("run") != run
+                                     or _comparable(saved) != _comparable(config())):
+            return None  # another run's, or another engine's: made again, as expected
+        reason = verify_result(folder)  # every file as povsim wrote it (its checksum)
+        if reason is None:
+            try:
+                return load_result(folder)
+            except (OSError, ValueError) as err:
+                reason = f"it cannot be read ({err})"
+        self.redone[path] = reason
+        return None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write the experiment's ``manifest.json`` (by temporary name and rename)."""
@@ -153,8 +170,8 @@ class RunStore:
         goes, and so does every run folder whose path is not in ``paths``.
         """
         keep = set(write(self.directory)) | {"runs"}
-        for entry in self.directory.iterdir():
-            if entry.name not in keep:
+        for entry in self.directory.iterdir():  # only povsim's own earlier files: never another's
+            if entry.name not in keep and entry.name in self._previous:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         self._prune_runs(set(paths))
         return self.directory
@@ -163,7 +180,7 @@ class RunStore:
         runs = self.directory / "runs"
         for manifest in sorted(runs.rglob("manifest.json")):
             folder = manifest.parent
-            if folder.relative_to(runs).as_posix() not in wanted:
+            if povsim_manifest(folder) is not None and folder.relative_to(runs).as_posix() not in wanted:
                 shutil.rmtree(folder, ignore_errors=True)
         for root, _, _ in os.walk(runs, topdown=False):  # children before their parents
             if Path(root) != runs and not os.listdir(root):

@@ -108,6 +108,11 @@ def test_result_files(recovery, tmp_path):
     assert fitted == pytest.approx(result.fitted)
     assert json.loads((out / "manifest.json").read_text())["evaluations"] == len(result.history)
     assert "headcount_2013" in (out / "report.md").read_text()
+    assert result.save(tmp_path / "cal") == out  # its own files are replaced
+    (out / "notes.md").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.md"):
+        result.save(tmp_path / "cal")
+    assert (out / "notes.md").read_text() == "mine"
 
 
 @pytest.mark.parametrize(

@@ -360,6 +360,43 @@ def test_a_run_changed_since_is_run_again(tmp_path):
         assert result.config.policy.support.transfer == 55.0
 
 
+def test_a_damaged_saved_run_is_run_again_and_the_user_told_why(tmp_path):
+    """One flipped bit in a run's metrics, or a run's delays file missing: those runs are not reused
+    (their checksums or files do not match the manifest), they run again, the command says which and
+    why, and the experiment's numbers are those of an undamaged run."""
+    path = _write(tmp_path, NO_CHANNELS, "damaged", replicates=2, households=600)
+    out = tmp_path / "out"
+    whole = Experiment.from_file(path).run(out=out)
+    flipped = out / "runs" / "baseline" / "rep-0000" / "metrics.parquet"
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    flipped.write_bytes(bytes(data))
+    (out / "runs" / "baseline" / "rep-0001" / "delays.parquet").unlink()
+    again = run_cli("run", str(path), "--workers", "0", "--out", str(out), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "(2 already done, 2 run, 0 failed)" in again.stdout
+    assert ("saved run runs/baseline/rep-0000 was not reused and ran again: metrics.parquet differs from what "
+            "povsim wrote (checksum)") in again.stderr
+    assert "runs/baseline/rep-0001 was not reused and ran again: delays.parquet is missing" in again.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"), whole.metrics(), check_exact=True)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("where", ["notes.txt", "runs/notes.txt", "runs/baseline/rep-0000/mine.csv"])
+def test_a_users_file_in_an_experiment_folder_is_kept_and_the_run_refused(tmp_path, where):
+    """Even when every run would be reused: refused before anything runs, exit 2, naming the file; the
+    folder is left exactly as it was."""
+    path = _write(tmp_path, NO_CHANNELS, "owned", replicates=2, households=600)
+    out = tmp_path / "out"
+    Experiment.from_file(path).run(out=out)
+    (out / where).write_text("the user's own")
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = run_cli("run", str(path), "--workers", "0", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"did not write: {where}" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 # --- a failed run -------------------------------------------------------------------------------------------------
 
 

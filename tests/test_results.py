@@ -101,13 +101,43 @@ def test_failed_save_keeps_the_previous_result(small_result, default_result, tmp
 def test_save_over_an_existing_result_replaces_it(small_result, default_result, tmp_path):
     target = tmp_path / "run"
     small_result.save(target)
-    (target / "stale.txt").write_text("left over from an older run")
     default_result.save(target)
     assert _entries(target) == sorted(FILES)
     assert _entries(tmp_path) == ["run"]
     loaded = load_result(target)
     assert loaded.manifest["households"] == default_result.manifest["households"] != small_result.manifest["households"]
     pd.testing.assert_frame_equal(loaded.metrics, default_result.metrics, check_exact=True)
+
+
+def test_a_users_file_in_a_result_folder_is_never_deleted(small_result, tmp_path):
+    """A file put into a result folder: the next save is refused before it writes, naming the file, and
+    the folder is left as it was."""
+    target = tmp_path / "run"
+    small_result.save(target)
+    (target / "notes.txt").write_text("mine")
+    (target / "analysis").mkdir()
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    with pytest.raises(FileExistsError, match=r"did not write: analysis, notes.txt"):
+        small_result.save(target)
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    assert (target / "analysis").is_dir()
+
+
+def test_every_file_is_recorded_with_its_checksum_and_verified(small_result, tmp_path):
+    from povsim.files import sha256
+    from povsim.results import verify_result
+
+    target = small_result.save(tmp_path / "run")
+    files = load_result(target).manifest["files"]
+    assert sorted(files) == sorted(n for n in FILES if n != "manifest.json")
+    assert all(files[n] == sha256(target / n) for n in files)
+    assert verify_result(target) is None
+    data = bytearray((target / "metrics.parquet").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit flipped
+    (target / "metrics.parquet").write_bytes(bytes(data))
+    assert verify_result(target) == "metrics.parquet differs from what povsim wrote (checksum)"
+    (target / "events.parquet").unlink()
+    assert verify_result(target) == "events.parquet is missing"
 
 
 # --- summary ---------------------------------------------------------------------------------------
