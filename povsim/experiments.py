@@ -485,46 +485,50 @@ class Experiment:
         if one_result:
             check_replaceable(out)
             engine = source_hash()
-        done: dict[RunSpec, Result] = self._resume(store) if store is not None else {}
-        pending = [r for r in runs if r not in done]
-        failures: dict[RunSpec, str] = {}
-        bar = _progress_bar(len(runs), len(done), self.name) if progress and not single else None
         try:
-            # a local cluster only pays off for two runs or more, or for one run split across workers
-            local = workers if (len(pending) > 1 or (pending and split > 1)) else 0
-            context = nullcontext(client) if client is not None else open_client(local)
-            with context as active:
-                for spec, outcome in self._execute(pending, active, split, progress=progress and single):
-                    if isinstance(outcome, Result):
-                        done[spec] = outcome
-                        if store is not None:
-                            store.write_run(spec.path, spec.to_dict(), outcome)
-                        elif one_result:
-                            mark_run(outcome, self.name, spec.to_dict(), engine)
-                    else:
-                        failures[spec] = outcome
-                    if bar is not None:
-                        bar.update(1)
-                        if failures:
-                            bar.set_postfix(failed=len(failures))
-                n_workers = _count_workers(active)
+            done: dict[RunSpec, Result] = self._resume(store) if store is not None else {}
+            pending = [r for r in runs if r not in done]
+            failures: dict[RunSpec, str] = {}
+            bar = _progress_bar(len(runs), len(done), self.name) if progress and not single else None
+            try:
+                # a local cluster only pays off for two runs or more, or for one run split across workers
+                local = workers if (len(pending) > 1 or (pending and split > 1)) else 0
+                context = nullcontext(client) if client is not None else open_client(local)
+                with context as active:
+                    for spec, outcome in self._execute(pending, active, split, progress=progress and single):
+                        if isinstance(outcome, Result):
+                            done[spec] = outcome
+                            if store is not None:
+                                store.write_run(spec.path, spec.to_dict(), outcome)
+                            elif one_result:
+                                mark_run(outcome, self.name, spec.to_dict(), engine)
+                        else:
+                            failures[spec] = outcome
+                        if bar is not None:
+                            bar.update(1)
+                            if failures:
+                                bar.set_postfix(failed=len(failures))
+                    n_workers = _count_workers(active)
+            finally:
+                if bar is not None:
+                    bar.close()
+            result = ExperimentResult(
+                self,
+                {r: done[r] for r in runs if r in done},
+                {r: failures[r] for r in runs if r in failures},
+                info={"elapsed_s": round(time.perf_counter() - t0, 3), "workers": n_workers, "split": split,
+                      "resumed": len(runs) - len(pending),
+                      # saved runs not trusted (a file missing or changed): run again, with the reason
+                      "redone": dict(store.redone) if store is not None else {}},
+            )
+            if store is not None:
+                store.finish(lambda directory: result.write_files(directory, runs=False), [spec.path for spec in runs])
+            elif one_result and result.runs:
+                result.save(out)
+            return result
         finally:
-            if bar is not None:
-                bar.close()
-        result = ExperimentResult(
-            self,
-            {r: done[r] for r in runs if r in done},
-            {r: failures[r] for r in runs if r in failures},
-            info={"elapsed_s": round(time.perf_counter() - t0, 3), "workers": n_workers, "split": split,
-                  "resumed": len(runs) - len(pending),
-                  # saved runs not trusted (a file missing or changed): run again, with the reason
-                  "redone": dict(store.redone) if store is not None else {}},
-        )
-        if store is not None:
-            store.finish(lambda directory: result.write_files(directory, runs=False), [spec.path for spec in runs])
-        elif one_result and result.runs:
-            result.save(out)
-        return result
+            if store is not None:
+                store.release()  # the output folder's lock (taken by prepare), whatever happened
 
     def _resume(self, store: "RunStore") -> dict[RunSpec, Result]:
         """Make the :class:`~povsim.store.RunStore`'s folder ready; return the runs already finished in it."""

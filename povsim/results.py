@@ -168,6 +168,10 @@ EXPERIMENT_FILES = ("metrics.parquet", "headlines.csv", "summary.csv", "comparis
 RESULT_FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "errors.png")
 
 
+#: the lock a writer holds on an experiment folder (:class:`povsim.store.RunStore`): povsim's own
+LOCK_NAME = ".povsim.lock"
+
+
 def povsim_manifest(directory: Path) -> dict[str, Any] | None:
     """The povsim manifest of ``directory`` (a dict with ``povsim_version``), or None if it has none."""
     try:
@@ -197,12 +201,13 @@ def foreign_entries(directory: str | Path) -> list[str]:
     directory = Path(directory)
     manifest = povsim_manifest(directory)
     if manifest is None:
-        return sorted(p.name for p in directory.iterdir())
+        return sorted(p.name for p in directory.iterdir() if p.name != LOCK_NAME)
     if manifest.get("kind") == "experiment":
         allowed = written_files(manifest, EXPERIMENT_FILES) | {"runs"}
     else:
         allowed = written_files(manifest)
-    foreign = [p.name for p in directory.iterdir() if p.name not in allowed and not is_temporary(p.name)]
+    foreign = [p.name for p in directory.iterdir()
+               if p.name not in allowed and not is_temporary(p.name) and p.name != LOCK_NAME]
     if manifest.get("kind") == "experiment" and (directory / "runs").is_dir():
         foreign += [f"runs/{name}" for name in _foreign_in_runs(directory / "runs")]
     return sorted(foreign)

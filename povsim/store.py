@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable
 from .files import TEMPORARY_SUFFIXES, remove_folder, write_folder_atomically, write_text_atomically
 from .results import (  # noqa: F401  (EXPERIMENT_FILES re-exported)
     EXPERIMENT_FILES,
+    LOCK_NAME,
     Result,
     check_replaceable,
     load_result,
@@ -70,6 +71,27 @@ def _is_experiment_folder(directory: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(manifest, dict) and manifest.get("kind") == "experiment"
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process of this host with this id is running (True when it cannot be told)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def mark_run(result: Result, experiment: str, run: dict[str, Any], engine: str) -> None:
@@ -103,12 +125,63 @@ class RunStore:
         """
         d = self.directory
         check_replaceable(d)  # refuses a folder holding anything povsim did not write
-        if d.exists() and any(d.iterdir()) and not _is_experiment_folder(d):
-            remove_folder(d)
-        elif d.exists() and _is_experiment_folder(d):
+        self.acquire()
+        if not _is_experiment_folder(d) and povsim_manifest(d) is not None:  # an earlier single result: its files go
+            for name in written_files(povsim_manifest(d)):
+                path = d / name
+                if path.is_dir() and not path.is_symlink():
+                    remove_folder(path)
+                elif os.path.lexists(path):
+                    path.unlink()
+        elif _is_experiment_folder(d):
             self._previous = written_files(povsim_manifest(d), EXPERIMENT_FILES) - {"manifest.json"}
         (d / "runs").mkdir(parents=True, exist_ok=True)
         self._remove_temporaries()
+
+    # -- the lock ----------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the output folder's lock (``.povsim.lock``: the process, host and start), or refuse.
+
+        A second writer of the same folder gets ``FileExistsError`` naming the holder.  A
+        lock whose process is gone (on this host) is stale: it is removed and taken.  A
+        lock from another host cannot be checked and is respected; the message says how to
+        remove it.
+        """
+        import socket
+        from datetime import datetime, timezone
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / LOCK_NAME
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                holder = _lock_holder(path)
+                if holder is not None and holder.get("host") == mine["host"] and not _alive(holder.get("pid")):
+                    path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                who = (f"process {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}"
+                       if holder else "a writer that is starting")
+                raise FileExistsError(
+                    f"output folder {str(self.directory)!r} is in use by another povsim ({who}); wait for it to "
+                    f"finish or choose another --out (if that process is gone, delete {str(path)!r})"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(mine) + "\n")
+            self._lock = path
+            return
+        raise FileExistsError(f"output folder {str(self.directory)!r}: its lock {LOCK_NAME} keeps changing")
+
+    def release(self) -> None:
+        """Give the lock back (only the lock this store took)."""
+        path = getattr(self, "_lock", None)
+        if path is not None:
+            holder = _lock_holder(path)
+            if holder is not None and holder.get("pid") == os.getpid():
+                path.unlink(missing_ok=True)
+            self._lock = None
 
     def _remove_temporaries(self) -> None:
         """Folders and files left half-written by a stopped run (``.<name>.<random>.tmp`` or ``.old``)."""

@@ -452,3 +452,33 @@ def test_a_failed_run_on_the_cluster_is_reported(client, tmp_path):
     assert list(outcome.failures) == [broken]
     assert "size_probabilities" in outcome.failures[broken] or "ValidationError" in outcome.failures[broken]
     assert len(outcome.runs) == 3 and not outcome.ok
+
+
+def test_a_second_writer_of_one_folder_is_refused_and_a_stale_lock_recovered(tmp_path):
+    """While one experiment holds its output folder, another povsim writing there is refused with one
+    line naming the holder, exit 2, nothing changed; a lock whose process is gone is taken over; the lock
+    is given back at the end."""
+    import socket
+
+    path = _write(tmp_path, NO_CHANNELS, "locked", replicates=2, households=600)
+    out = tmp_path / "out"
+    Experiment.from_file(path).run(out=out)
+    assert not (out / ".povsim.lock").exists()  # given back
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".povsim.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                      "since": "2026-01-01T00:00:00+00:00"}))
+        before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        proc = run_cli("run", str(path), "--workers", "0", "--out", str(out), cwd=tmp_path)
+        assert proc.returncode == 2
+        assert f"in use by another povsim (process {holder.pid} on {socket.gethostname()}" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, and the next run takes it, finishes and gives it back
+    again = run_cli("run", str(path), "--workers", "0", "--out", str(out), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not (out / ".povsim.lock").exists()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"

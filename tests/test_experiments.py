@@ -395,6 +395,8 @@ store.prepare()
 store.write_manifest({{"kind": "experiment", "povsim_version": "x", "status": "running"}})
 assert store.finished("baseline/rep-0000", {{"scenario": "baseline"}}, dict) is None
 assert json.loads((store.directory / "manifest.json").read_text())["status"] == "running"
+assert (store.directory / ".povsim.lock").is_file()  # held while the store writes
+store.release()
 print("povsim.experiments" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
