@@ -768,15 +768,14 @@ def validate(args: argparse.Namespace, log: Callable[[str], None] | None = None)
         "headcount_rate": "headcount rate (poor people / people)",
         "registered_people_share": "registered people / people",
     })
-    lookback = _mean_range_table(
-        [pd.DataFrame([o.lookback]).rename(index={0: "look-back"}) for o in outcomes], {
+    lookback_rows = [pd.DataFrame([o.lookback]).rename(index={0: "look-back"}) for o in outcomes]
+    lookback = _mean_range_table(lookback_rows, {
             "register_before": "register before (households)",
             "removed_share": "removed (share of register)",
             "added_share": "added (share of register)",
             "wrongly_removed_share_of_removed": "removed while truly poor (share of removed)",
         })
-    lookback_people = _mean_range_table(
-        [pd.DataFrame([o.lookback]).rename(index={0: "look-back"}) for o in outcomes], {
+    lookback_people = _mean_range_table(lookback_rows, {
             "register_people_before": "register before (people)",
             "removed_people": "people removed",
             "added_people": "people added",
