@@ -153,7 +153,7 @@ class PopulationConfig(Section):
     poor_area_share: float = param(
         0.292,
         "share of households",
-        SRC_ASSUMPTION + ": the 832 poor counties (../shared/targets/china_rural_poverty.toml, poor_area_incomes) "
+        SRC_ASSUMPTION + ": the 832 poor counties (povsim/data/targets/china_rural_poverty.toml, poor_area_incomes) "
         "were 29.2% of China's 2,853 county-level units (end of 2013); their share of rural people is not among the "
         "targets and is taken equal to their share of counties. The poor-area income growth and transfer share "
         "depend on it",

@@ -21,7 +21,7 @@ __all__ = [
     "SRC_ASSUMPTION", "SRC_FITTED", "SRC_NBS_LINE", "SRC_REG_2014", "YEAR_MIN", "YEAR_MAX", "check_by_year", "in_year",
 ]
 
-SRC_NBS_LINE = "NBS rural poverty line (../shared/targets/china_rural_poverty.toml, national_line)"
+SRC_NBS_LINE = "NBS rural poverty line (povsim/data/targets/china_rural_poverty.toml, national_line)"
 SRC_ASSUMPTION = "modelling assumption"
 #: the start of the source of every default fitted by the calibration (``povsim params`` marks them)
 SRC_FITTED = "fitted, docs/calibration.md"

@@ -42,7 +42,7 @@ STREAM_OFFICE = 13  #: the household's persistent assessment component, exclusio
 
 SRC_EXCLUSION = (
     "provincial exclusion criteria (Hebei's dynamic-management rules; China Keywords 2021-01-11, 'Look back'; "
-    "../shared/targets/china_rural_poverty.toml, lookback_method); the share holding each is "
+    "povsim/data/targets/china_rural_poverty.toml, lookback_method); the share holding each is "
 )
 
 

@@ -1,7 +1,7 @@
 """Illness: onset, acute or chronic, recovery; the medical bill, insurance and lost labour.
 
 Illness is the main cause of poverty in the register (42-44 % of registered
-households, ``../shared/targets``), so it is its own submodel.  A healthy household
+households, ``povsim/data/targets/china_rural_poverty.toml``), so it is its own submodel.  A healthy household
 falls ill with a monthly probability; an illness is chronic with a given share and
 otherwise acute; each kind ends with its own monthly probability.  While ill, a
 household loses part of its income and pays a log-normal monthly bill, less what

@@ -51,7 +51,7 @@ from .registration import office_below
 
 SRC_2021_NO7 = (
     "central guideline 2021 No. 7 on the mechanism to prevent a return to poverty "
-    "(../shared/targets, monitoring_after_2020)"
+    "(povsim/data/targets/china_rural_poverty.toml, monitoring_after_2020)"
 )
 DRAW_CHECK = 2  #: index of the annual risk check's draw on the review stream
 IDENTIFICATION_BINS = 7  #: months from a flag reaching the office to identification: 0..5, and 6 or more
@@ -66,7 +66,7 @@ class MonitoringConfig(Section):
         1.5,
         "multiple of the line",
         "Anhui's example of the monitoring range, 1.5x the line (People's Daily 2020-06-30; "
-        "../shared/targets, monitoring_after_2020); other provinces set their own",
+        "povsim/data/targets/china_rural_poverty.toml, monitoring_after_2020); other provinces set their own",
         "households with per-capita income below this multiple of the line are at risk",
         gt=0.0,
         le=10.0,
@@ -84,7 +84,7 @@ class MonitoringConfig(Section):
     deadline_months: int = param(
         0,
         "months",
-        "identification within 15 days of discovery (../shared/targets, monitoring_after_2020, "
+        "identification within 15 days of discovery (povsim/data/targets/china_rural_poverty.toml, monitoring_after_2020, "
         "days_to_identify_after_discovery): within the month in monthly steps",
         "most months from a flag reaching the office to identification (the verification delay "
         "while monitoring, if shorter)",

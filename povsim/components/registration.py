@@ -60,7 +60,7 @@ BASIS_SCALE = 10000.0  #: the basis is stored in 1/10000 of the line (uint16: at
 SRC_SURVEY_2013 = (
     "the registration set out to find the poor of the NBS's end-2013 count ('we spent a year finding the "
     "80-odd million poor of the end-2013 NBS count', SCIO press conference 2015-10-12; "
-    "../shared/targets/china_rural_poverty.toml, registration_basis)"
+    "povsim/data/targets/china_rural_poverty.toml, registration_basis)"
 )
 
 
@@ -98,7 +98,7 @@ class RegistrationConfig(Section):
         SRC_FITTED + ": the register's share of people in 2014, with the headcounts (the official figure is "
         "1.086: registered 89.62 million people = 1.086 x the NBS's 82.49 million "
         "poor of the end-2013 count, which the registration set out to find; SCIO press conference 2015-10-12; "
-        "../shared/targets/china_rural_poverty.toml, registration_basis)",
+        "povsim/data/targets/china_rural_poverty.toml, registration_basis)",
         "national quota: registered people per poor person of the survey (quota method)",
         ge=0.0,
         le=100.0,

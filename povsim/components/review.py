@@ -62,7 +62,7 @@ ROUTE = Route(ROUTE_CODE, "review", "Annual review", "#9467bd")
 SRC_EXIT = (
     "exit when annual per-capita net income is stably above the national line and the 'two no worries, three "
     "guarantees' hold (General Office document 2016 No. 16; Anhui 2016 exit rules; "
-    "../shared/targets/china_rural_poverty.toml, exit_standard)"
+    "povsim/data/targets/china_rural_poverty.toml, exit_standard)"
 )
 
 
@@ -127,13 +127,13 @@ class ReviewConfig(Section):
         lambda: {2017: 10.0, 2018: 10.0, 2019: 10.0},
         "million people a year, nationally",
         "Government Work Reports 2017, 2018, 2019: at least 10 million fewer rural poor a year "
-        "(../shared/targets/china_rural_poverty.toml, exit_plans)",
+        "(povsim/data/targets/china_rural_poverty.toml, exit_plans)",
         "national target of people exiting the register in each listed year's exit month (empty: no plan)",
     )
     plan_population_millions: float = param(
         970.0,
         "million people",
-        "the NBS rural poverty headcounts' population base, about 970 million (../shared/targets, population_base)",
+        "the NBS rural poverty headcounts' population base, about 970 million (povsim/data/targets/china_rural_poverty.toml, population_base)",
         "the national population an exit plan's millions are out of: a plan is scaled to the simulated people",
         gt=0.0,
         le=1e4,

@@ -36,9 +36,9 @@ CAPACITY_SCALE = 10000.0  #: capacity is stored in 1/10000 log points
 NOT_KEPT = -(1 << 30)  #: ``kept_until`` in the kernels when policies are not kept after exit (before any month)
 
 SRC_KEPT = ("'exit without losing policies' / 'the four not-removes' during the campaign (2017-2019 central "
-            "documents; ../shared/targets/china_rural_poverty.toml, support_after_exit)")
+            "documents; povsim/data/targets/china_rural_poverty.toml, support_after_exit)")
 SRC_TRANSITION = ("five-year transition period 2021-2025 after 2020, keeping the main support policies (2021 No. 1 "
-                  "central document; ../shared/targets/china_rural_poverty.toml, support_after_exit)")
+                  "central document; povsim/data/targets/china_rural_poverty.toml, support_after_exit)")
 
 
 class SupportConfig(Section):

@@ -52,7 +52,7 @@ class VerificationConfig(Section):
     monitoring_multiple: float = param(
         1.0,
         "multiple of the line",
-        "1.5x the line in Anhui's monitoring range after 2020 (../shared/targets, monitoring_after_2020)",
+        "1.5x the line in Anhui's monitoring range after 2020 (povsim/data/targets/china_rural_poverty.toml, monitoring_after_2020)",
         "register a verified household assessed below this multiple of the line",
         gt=0.0,
         le=10.0,
