@@ -50,7 +50,7 @@ What is measured, in one run
    * engine with every rule: the quota registration, the look-back, an annual
      review and all four discovery channels active within 2019
      (``ALL_RULES_2019``); the 12 reported months are timed after a burn-in year.
-4. **Where the time goes**, approximately: the step's two Philox calls per
+4. **Where the time goes**, approximately: the step's Philox call per
    household (a small Numba kernel), then the engine's own draws
    (``income.draw`` for every village: Philox and the Box-Muller normals;
    the exp is in its household step) and, for the NumPy baseline, the same
@@ -457,18 +457,17 @@ def numpy_temporaries(chunk: int) -> dict:
 
 @numba.njit(parallel=True, error_model="numpy")
 def _engine_philox(n, month, k0, k1):
-    """The month step's two Philox calls per household (stream SHOCKS, indices 0 and 1), nothing else."""
+    """The month step's Philox call per household (stream SHOCKS, index 0), nothing else."""
     total = 0.0
     for i in numba.prange(n):
         a, b, c, d = rng.draw4(k0, k1, rng.STREAM_SHOCKS, i, month, 0)
-        e, f, g, h = rng.draw4(k0, k1, rng.STREAM_SHOCKS, i, month, 1)
-        total += a + b + c + d + e + f + g + h
+        total += a + b + c + d
     return total
 
 
 @numba.njit(parallel=True, error_model="numpy")
 def _engine_month_draws(vs, per_block, month, k0, k1):
-    """The engine's own draws: income.draw for every village (two Philox calls per household,
+    """The engine's own draws: income.draw for every village (one Philox call per household,
     vectorised, and the Box-Muller income normals), in the engine's blocks of villages.
 
     (The hook reads neither the households' state nor the parameters: 0 stands for them.)"""
@@ -519,15 +518,13 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     gid = np.arange(n).astype(np.uint32)
 
     def draws_and_maths():
-        w0, w1, w2, w3 = numpy_step.philox4x32_10(gid, month, rng.STREAM_SHOCKS, numpy_step._INDEX_01, k0, k1)
-        u = [numpy_step.uniform(w) for w in (w0[0], w1[0], w2[0], w0[1], w1[1], w2[1], w3[1])]
-        z_persistent, z_transitory = numpy_step._box_muller(u[3], u[4])
-        z_bill = numpy_step._box_muller_cos(u[5], u[6])
-        return np.exp(z_persistent + z_transitory) + z_bill
+        w0, w1, w2, w3 = numpy_step.philox4x32_10(gid, month, rng.STREAM_SHOCKS, 0, k0, k1)
+        u = [numpy_step.uniform(w) for w in (w0, w1, w2, w3)]
+        z_persistent, z_transitory = numpy_step._box_muller(u[0], u[1])
+        return np.exp(z_persistent + z_transitory) + u[2] + u[3]
 
     nump = {
-        "philox": _best_of(lambda: numpy_step.philox4x32_10(gid, month, rng.STREAM_SHOCKS, numpy_step._INDEX_01,
-                                                            k0, k1), repeats),
+        "philox": _best_of(lambda: numpy_step.philox4x32_10(gid, month, rng.STREAM_SHOCKS, 0, k0, k1), repeats),
         "draws + normals (+ exp)": _best_of(draws_and_maths, repeats),
         "whole step": _best_of(lambda: numpy_step.month_step(hh, 0, month, timeline.line(month), params, k0, k1,
                                                              chunk), repeats),

@@ -113,7 +113,6 @@ _SHIFT32 = np.uint64(32)
 _TWO_POW_M32 = 2.0**-32
 
 #: draw indices 0 and 1 as a column, so one Philox call broadcasts to shape (2, households)
-_INDEX_01 = np.array([[0], [1]], dtype=np.uint32)
 
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -242,10 +241,10 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     report = month >= p.time.report_start  # the metrics of a burn-in month are not counted
     december = month % 12 == 11
 
-    # a. shocks: draw indices 0 and 1 in one broadcast Philox call, shape (2, n)
-    w0, w1, w2, w3 = philox4x32_10(gid, month, STREAM_SHOCKS, _INDEX_01, k0, k1)
-    u_illness, u_chronic, u_job = uniform(w0[0]), uniform(w1[0]), uniform(w2[0])
-    z_persistent, z_transitory = _box_muller(uniform(w0[1]), uniform(w1[1]))
+    # a. shocks: draw index 0, the income normals (words 0-1), illness and job (words 2-3)
+    w0, w1, w2, w3 = philox4x32_10(gid, month, STREAM_SHOCKS, 0, k0, k1)
+    z_persistent, z_transitory = _box_muller(uniform(w0), uniform(w1))
+    u_illness, u_job = uniform(w2), uniform(w3)
     if month % 12 == 0:  # January: the calendar year's annual normals (draw index 2), in 1/4096 SD
         a0, a1, _, _ = philox4x32_10(gid, month, STREAM_SHOCKS, 2, k0, k1)
         z_annual = np.floor(_box_muller_cos(uniform(a0), uniform(a1)) * ANNUAL_Z_SCALE + 0.5)
@@ -257,7 +256,7 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     stays_ill = u_illness >= np.where(acute, p.illness.acute_recovery, p.illness.chronic_recovery_probability)
     illness = np.where(
         healthy,
-        np.where(onset, np.where(u_chronic < p.illness.chronic_share, 2, 1), 0),
+        np.where(onset, np.where(u_illness < p.illness.onset_probability * p.illness.chronic_share, 2, 1), 0),
         np.where(stays_ill, np.where(acute, 1, 2), 0),
     ).astype(np.uint8)
     ill = illness != 0
@@ -291,7 +290,8 @@ def _chunk_month(hh: Households, gid: np.ndarray, month: int, line: float, p: Pa
     medical = np.zeros(gross.shape[0])
     sick = np.flatnonzero(ill)
     if sick.size:
-        z_bill = _box_muller_cos(uniform(w2[1, sick]), uniform(w3[1, sick]))
+        b0, b1, _, _ = philox4x32_10(gid[sick], month, STREAM_SHOCKS, 1, k0, k1)  # draw index 1, the ill only
+        z_bill = _box_muller_cos(uniform(b0), uniform(b1))
         with np.errstate(over="ignore"):
             bill = np.exp(p.illness.bill_log_median + p.illness.bill_sd * z_bill)
         medical[sick] = bill * (1.0 - np.where(supported[sick], reimbursement_now, p.illness.reimbursement))

@@ -42,7 +42,11 @@ official figures (49.6 % of registered households without safe housing at the st
 values fitted to the NBS and survey figures (docs/calibration.md: income level, growth and variances,
 labour elasticity, illness, the quota, the cash-transfer schedule), the national exit plans of
 2017-2019 became the default, the sample design (two villages a county) the default population, and
-the census gained the poor areas' counts.
+the census gained the poor areas' counts; regenerated when a household's month came to need one
+Philox call of the shocks stream instead of two (the income normals and the illness and job
+uniforms from one call; an onset's chronic share from the illness uniform, exactly so in
+distribution; the medical bill's normal drawn for the households ill that month only) and the
+sector data's income-drop test lost its divisions (the same test but for rounding at exact ties).
 
 The CSVs are written with full float precision (``%.17g``), so every float64
 survives the round trip exactly; ``baseline/config.json`` records the resolved

@@ -110,19 +110,21 @@ COMPONENT = Component(
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def transition(illness, u_illness, u_chronic, p):
+def transition(illness, u_illness, p):
     """New illness state (0 healthy, 1 acute, 2 chronic) and whether it began this month.
 
     ``p`` is the illness parameters.  One uniform decides the transition: a healthy
-    household falls ill with probability ``onset_probability`` (chronically if
-    ``u_chronic < chronic_share``); an ill one recovers with its recovery probability
-    (and cannot fall ill again in the same month).  Written as selections, without
+    household falls ill with probability ``onset_probability``, chronically if
+    ``u_illness < onset_probability x chronic_share`` (given an onset, the uniform is
+    uniform below ``onset_probability``, so this is an onset's chronic share exactly,
+    with no second draw); an ill one recovers with its recovery probability (and
+    cannot fall ill again in the same month).  Written as selections, without
     branches, so that a loop of it vectorises.
     """
     healthy = illness == 0
     leave = u_illness < (
         p.onset_probability if healthy else (p.acute_recovery if illness == 1 else p.chronic_recovery_probability)
     )
-    fallen_ill = np.int64(2 if u_chronic < p.chronic_share else 1)
+    fallen_ill = np.int64(2 if u_illness < p.onset_probability * p.chronic_share else 1)
     new = (fallen_ill if healthy else np.int64(0)) if leave else np.int64(illness)
     return new, leave & healthy

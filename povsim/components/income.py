@@ -39,9 +39,10 @@ ANNUAL_Z_SCALE = 4096.0  #: ``annual_z`` is stored in 1/4096 standard deviations
 
 # Rows of the village's ``draws`` scratch (rows x households of the village).  The random
 # rows hold four uniforms per Philox call; the others hold what the month computed.
-DRAW_SHOCKS = 0  #: rows 0-2, shocks stream index 0: illness, chronic, job (its fourth word is unused)
-DRAW_INCOME_12M = 3  #: row 3, not a draw: the 12-month income the poverty step computes, which later steps reuse
-DRAW_INCOME = 4  #: rows 4-7, shocks stream index 1: normals (persistent, transitory), the bill's two uniforms
+DRAW_INCOME = 0  #: rows 0-1, shocks stream index 0, words 0-1: the income normals (persistent, transitory)
+DRAW_SHOCKS = 2  #: rows 2-3, shocks stream index 0, words 2-3: illness (onset or recovery), job (loss or re-employment)
+DRAW_INCOME_12M = 4  #: row 4, not a draw: the 12-month income the poverty step computes, which later steps reuse
+# rows 5-7 are not used
 DRAW_CHANNELS = 8  #: rows 8-11, channels stream index 0 (:mod:`.self_declaration`)
 DRAW_CADRE = 12  #: rows 12-13, cadre stream index 0 (:mod:`.cadre`)
 DRAW_SCRATCH = 14  #: rows 14-15: scratch of :func:`household_month` (the bills of the households ill this month);
@@ -171,10 +172,11 @@ COMPONENT = Component(
     ),
     streams={"shocks": STREAM_SHOCKS},
     draws=(
-        Draw(STREAM_SHOCKS, 0, "household", 3, "each",
-             "illness onset or recovery (word 0), chronic onset (word 1), job loss or re-employment (word 2)"),
-        Draw(STREAM_SHOCKS, 1, "household", 4, "each",
-             "income normals: persistent and transitory (words 0-1); the medical bill's normal (words 2-3)"),
+        Draw(STREAM_SHOCKS, 0, "household", 4, "each",
+             "income normals: persistent and transitory (words 0-1); illness onset or recovery and an onset's "
+             "chronic share (word 2); job loss or re-employment (word 3)"),
+        Draw(STREAM_SHOCKS, 1, "household", 2, "each",
+             "the medical bill's normal (words 0-1), for the households ill this month only"),
         Draw(STREAM_SHOCKS, 2, "household", 2, "each",
              "the annual income component's normal (words 0-1), in January only (the first simulated month is one)"),
     ),
@@ -190,20 +192,19 @@ COMPONENT = Component(
 def draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 0a: the month's shocks draws and income normals of village ``v`` into ``s.draws``.
 
-    Column ``j`` holds household ``first + j``'s draws: two Philox calls of the shocks
-    stream every month (the second's first two words turned into the income normals;
-    its last two, the bill's, are turned into a normal by :func:`household_month` for the
-    households ill this month only).  In January a third (draw index 2) gives each
-    household its annual normal for the calendar year, stored in ``annual_z``; other
-    months draw nothing for it.  Each loop runs over the households with no branch and
-    no library call, so LLVM vectorises it.
+    Column ``j`` holds household ``first + j``'s draws: one Philox call of the shocks
+    stream every month, its first two words turned into the income normals, its last
+    two the illness and job transitions' uniforms (the medical bill's normal is drawn
+    by :func:`household_month` for the households ill this month only).  In January a
+    third call (draw index 2) gives each household its annual normal for the calendar
+    year, stored in ``annual_z``; other months draw nothing for it.  Each loop runs over
+    the households with no branch and no library call, so LLVM vectorises it.
     """
     draws = s.draws
     first = vs.start[v]
     n = vs.start[v + 1] - first
     first_gid = first_id + first
-    rng.fill_uniforms(k0, k1, STREAM_SHOCKS, first_gid, n, month, 0, draws, DRAW_SHOCKS)
-    rng.fill_uniforms(k0, k1, STREAM_SHOCKS, first_gid, n, month, 1, draws, DRAW_INCOME)
+    rng.fill_uniforms(k0, k1, STREAM_SHOCKS, first_gid, n, month, 0, draws, DRAW_INCOME)
     for j in range(n):  # the month's income normals, in place of their uniforms (a vectorised loop)
         z_persistent, z_transitory = rng.box_muller(draws[DRAW_INCOME, j], draws[DRAW_INCOME + 1, j])
         draws[DRAW_INCOME, j] = z_persistent
@@ -236,8 +237,8 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     month's income (earnings and transfers; less the medical spending per person
     only under ``poverty.deduct_medical``).  The medical bill (a Box-Muller normal and an exponential) is
     computed for the households ill this month only: their columns are listed in
-    ``s.chosen``, their draws gathered into the ``DRAW_SCRATCH`` rows, and the bills
-    put back.
+    ``s.chosen``, their bills' draws (draw index 1) made and the bills computed in one
+    vectorised loop into the ``DRAW_SCRATCH`` row, and put back.
     """
     draws = s.draws
     index = s.chosen
@@ -280,10 +281,10 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         draws[DRAW_EARNINGS, j] = elementary.exp(log_income) / 12.0
     for j in range(n):  # the month's shocks
         supported = draws[DRAW_SUPPORTED, j] != 0.0
-        ill, onset = illness.transition(illness_state[j], draws[DRAW_SHOCKS, j], draws[DRAW_SHOCKS + 1, j], pl)
+        ill, onset = illness.transition(illness_state[j], draws[DRAW_SHOCKS, j], pl)
         reemployment = min(1.0, pj.reemployment * (ps.reemployment_multiplier if supported else 1.0))
         unemployed, lost_job = job_loss.transition(
-            unemployed_state[j], workers[j], draws[DRAW_SHOCKS + 2, j], pj.probability, reemployment
+            unemployed_state[j], workers[j], draws[DRAW_SHOCKS + 1, j], pj.probability, reemployment
         )
         draws[DRAW_ILLNESS, j] = ill
         draws[DRAW_UNEMPLOYED, j] = unemployed
@@ -293,11 +294,10 @@ def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     for j in range(n):  # the columns of the households ill this month, in order (no branch)
         index[ill_count] = j
         ill_count += draws[DRAW_ILLNESS, j] != 0.0
-    for k in range(ill_count):  # their bill's uniforms, gathered
-        draws[DRAW_SCRATCH, k] = draws[DRAW_INCOME + 2, index[k]]
-        draws[DRAW_SCRATCH + 1, k] = draws[DRAW_INCOME + 3, index[k]]
+    first_gid = first_id + first
     for k in range(ill_count):  # their bills before reimbursement, yuan per household (a vectorised loop)
-        z_bill = rng.box_muller_first(rng.box_muller_radius(draws[DRAW_SCRATCH, k]), draws[DRAW_SCRATCH + 1, k])
+        u_radius, u_angle, _, _ = rng.draw4(k0, k1, STREAM_SHOCKS, first_gid + index[k], month, 1)
+        z_bill = rng.box_muller_first(rng.box_muller_radius(u_radius), u_angle)
         draws[DRAW_SCRATCH, k] = elementary.exp(pl.bill_log_median + pl.bill_sd * z_bill)
     for k in range(ill_count):  # put back in their columns
         draws[DRAW_BILL, index[k]] = draws[DRAW_SCRATCH, k]
