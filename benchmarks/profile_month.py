@@ -26,6 +26,9 @@ prefixes share the kernels of the engine (the same hooks, the same inlining), so
 their sum is within a few per cent of a whole month, which is printed beside it
 (:func:`povsim.engine.run_blocks`, one thread).
 
+Last, the month's arithmetic primitives are timed alone, in the engine's vectorised
+loops: a Philox call, a Box-Muller pair, an exponential, a logarithm per household.
+
 Compiling the prefixes takes a minute or two (they are not cached).  The machine,
 the date and the load average are printed first; quote the figures with them.
 """
@@ -163,6 +166,45 @@ def measure(households: int, month_label: str, repeat: int, timeline: dict) -> d
     return {"month": month_label, "steps": steps, "sum": times[PHASES[-1]] * ns, "whole": whole * ns}
 
 
+@nb.njit(error_model="numpy")
+def _primitive(kind, out, reps):
+    """``reps`` passes over 256 households of one primitive, in the engine's vectorised form."""
+    n = out.shape[1]
+    for r in range(reps):
+        if kind == 0:
+            povsim.rng.fill_uniforms(1, 2, 3, 0, n, r, 0, out, 0)
+        elif kind == 1:
+            for j in range(n):
+                a, b = povsim.rng.box_muller(out[0, j], out[1, j])
+                out[2, j] = a
+                out[3, j] = b
+        elif kind == 2:
+            for j in range(n):
+                out[2, j] = povsim.elementary.exp(out[0, j])
+        else:
+            for j in range(n):
+                out[2, j] = povsim.elementary.log(out[0, j])
+
+
+PRIMITIVES = ("one Philox4x32-10 call (4 uniforms)", "Box-Muller (two normals)", "exp", "log")
+
+
+def primitives(reps: int = 4000) -> dict:
+    """Nanoseconds of CPU time per household of the month's arithmetic primitives (best of 5)."""
+    out = np.full((4, 256), 0.5)
+    povsim.rng.fill_uniforms(1, 2, 3, 0, 256, 0, 0, out, 0)
+    found = {}
+    for kind, name in enumerate(PRIMITIVES):
+        _primitive(kind, out, 1)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.thread_time()
+            _primitive(kind, out, reps)
+            best = min(best, time.thread_time() - t0)
+        found[name] = best / reps / out.shape[1] * 1e9
+    return found
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--households", type=lambda s: int(float(s)), default=20_000)
@@ -182,6 +224,9 @@ def main() -> int:
         print(f"{phase:<6}{WHAT[phase]:<48}" + "".join(f"{r['steps'][phase]:>10.1f}" for r in rows))
     print(f"{'':<6}{'sum of the phases':<48}" + "".join(f"{r['sum']:>10.1f}" for r in rows))
     print(f"{'':<6}{'whole month (run_blocks)':<48}" + "".join(f"{r['whole']:>10.1f}" for r in rows))
+    print("\nthe month's arithmetic primitives, nanoseconds of CPU time per household (vectorised loops of 256):")
+    for name, ns in primitives().items():
+        print(f"  {name:<44}{ns:>8.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
