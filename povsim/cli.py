@@ -122,7 +122,7 @@ def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="run an experiment file: every scenario x sweep point x replicate",
         description="Run an experiment file (TOML). One run prints a per-year summary and writes "
         "metrics.parquet, events.parquet, delays.parquet, config.json, manifest.json and errors.png to --out. "
-        "Several runs (scenarios, replicates, a sweep) print each scenario's headline numbers with 95%% intervals "
+        "Several runs (scenarios, replicates, a sweep) print each scenario's headline numbers with 95% intervals "
         "and the paired differences from the baseline, and write runs/ (each run as it finishes), metrics.parquet, "
         "summary.csv, comparison.csv, figures and report.html; started again, an unfinished experiment resumes.",
     )
@@ -132,7 +132,7 @@ def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="run an experiment file with a [sweep] and print one row per sweep point",
         description="Run an experiment file that has a [sweep] (a grid, or an LHS or Sobol sample of parameter "
         "ranges), exactly as `povsim run` does, and print a table per headline number: one row per sweep point, "
-        "the swept values, each scenario's mean with its 95%% interval, and the paired differences from the baseline.",
+        "the swept values, each scenario's mean with its 95% interval, and the paired differences from the baseline.",
     )
     _add_run_options(sweep)
 

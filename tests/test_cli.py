@@ -227,6 +227,21 @@ def test_run_help_mentions_each_option():
         assert option in proc.stdout, option
 
 
+def test_every_help_text_shows_a_single_percent_sign():
+    import argparse
+
+    from povsim.cli import _build_parser
+
+    parser = _build_parser(None)
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "sweep", "calibrate", "app", "validate", "params", "figures"} <= set(verbs)
+    texts = {"povsim": parser.format_help(), **{name: sub.format_help() for name, sub in verbs.items()}}
+    for name, text in texts.items():
+        assert "%%" not in text, name
+    assert "95% interval" in texts["run"] and "95% interval" in texts["sweep"]
+    assert "95% interval" in run_cli("run", "--help").stdout
+
+
 def test_no_command_is_an_error():
     proc = run_cli()
     assert proc.returncode == 2
