@@ -84,3 +84,17 @@ def test_the_api_page_loads_the_roles_extension():
     config = (REPO / "mkdocs.yml").read_text()
     assert "tools/mkdocs_roles.py:SphinxRoles" in config
     assert "docs/design.md" not in config and "design.md" in config
+
+
+def test_the_researchers_measured_numbers_are_of_the_example_as_written():
+    numbers = _tool("researchers_numbers")
+    page = (REPO / "docs" / "guide-researchers.md").read_text()
+    blocks = {m.group("what").strip(): m.group("body") for m in numbers.BLOCK_RE.finditer(page)}
+    assert set(blocks) == {"headcount example", "headcount noise"}
+    for body in blocks.values():
+        assert "made by `python tools/researchers_numbers.py`" in body
+    # the measured example is the page's: the same file and population
+    assert f'"population.households": {numbers.EXAMPLE_HOUSEHOLDS:_}' in page
+    assert f'"experiments/{numbers.EXPERIMENT.name}"' in page.split("## 5.", 1)[1]
+    assert all(f"| {n:,} |" in blocks["headcount noise"] for n in numbers.SIZES)
+    assert "headcount_rate  incidence  gap_points" in blocks["headcount example"]
