@@ -62,14 +62,17 @@ def __getattr__(name: str) -> Any:
 def run(config: "Config", progress: bool = False) -> "Result":
     """Simulate one config and return its :class:`~povsim.results.Result`.
 
-    ``progress=True`` shows a progress bar on standard error.
+    ``progress=True`` shows a progress bar on standard error (and says so when the model is being
+    compiled, on the first run only: see :mod:`povsim.progress`).
     """
     from .engine import Simulation
 
-    sim = Simulation(config)
     if not progress:
-        return sim.run()
-    from tqdm.auto import tqdm
+        return Simulation(config).run()
+    from .progress import Progress, engine_is_compiled
+    from .timeline import Timeline
 
-    with tqdm(total=sim.timeline.n_simulated, unit="month", desc=config.name, leave=False) as bar:
-        return sim.run(progress=bar.update)
+    # asked before the population is built (which compiles too); no estimate until the first month is done
+    compiled = engine_is_compiled()
+    with Progress(Timeline.from_config(config).n_simulated, "month", config.name, compiled=compiled) as bar:
+        return Simulation(config).run(progress=bar.update)

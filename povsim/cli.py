@@ -122,7 +122,7 @@ def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="run an experiment file: every scenario x sweep point x replicate",
         description="Run an experiment file (TOML). One run prints a per-year summary and writes "
         "metrics.parquet, events.parquet, delays.parquet, config.json, manifest.json and errors.png to --out. "
-        "Several runs (scenarios, replicates, a sweep) print each scenario's headline numbers with 95%% intervals "
+        "Several runs (scenarios, replicates, a sweep) print each scenario's headline numbers with 95% intervals "
         "and the paired differences from the baseline, and write runs/ (each run as it finishes), metrics.parquet, "
         "summary.csv, comparison.csv, figures and report.html; started again, an unfinished experiment resumes.",
     )
@@ -132,7 +132,7 @@ def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="run an experiment file with a [sweep] and print one row per sweep point",
         description="Run an experiment file that has a [sweep] (a grid, or an LHS or Sobol sample of parameter "
         "ranges), exactly as `povsim run` does, and print a table per headline number: one row per sweep point, "
-        "the swept values, each scenario's mean with its 95%% interval, and the paired differences from the baseline.",
+        "the swept values, each scenario's mean with its 95% interval, and the paired differences from the baseline.",
     )
     _add_run_options(sweep)
 
@@ -263,46 +263,151 @@ def _load(args: argparse.Namespace):
     return Experiment.from_file(args.experiment, overrides=overrides)
 
 
+#: the widest line `povsim run` prints; wider tables are split into blocks of columns (every number is
+#: also in the output folder: metrics.parquet, summary.csv, comparison.csv, report.html)
+WIDTH = 100
+
+#: the per-year tables of one run: (column of Result.summary(), header as printed, legend)
+YEAR_STOCKS = (
+    ("households", "households", "households simulated"),
+    ("poor", "poor", "households truly poor (their income of the year is below the line)"),
+    ("headcount_rate", "headcount %", "poor people / people, as the NBS counts"),
+    ("registered", "registered", "households on the register"),
+    ("exclusion_error", "exclusion %", "poor households not registered / poor households"),
+    ("inclusion_error", "inclusion %", "non-poor households registered / registered households"),
+    ("missed_rate", "missed %", "poor not registered / not registered (official missed rate)"),
+)
+YEAR_FLOWS = (
+    ("entered", "entered", "entries onto the register, every route"),
+    ("newly_identified", "first_reg", "households registered for the first time"),
+    ("re_registered", "re_reg", "households registered again after an exit from the register"),
+    ("exited", "exited", "exits at the annual reviews"),
+    ("wrong_exit", "wrong_exit", "exits of households still truly poor"),
+    ("newly_poor_annual", "new_poor", "households poor this December, not the December before"),
+    ("exits_from_poverty_annual", "left_pov", "households poor the December before, not this December"),
+    ("returns_to_poverty_annual", "returned", "newly poor households that were poor at an earlier December"),
+    ("cost_total", "cost (M yuan)", "every activity's cost and the transfers, million yuan"),
+)
+_RATES = ("headcount_rate", "exclusion_error", "inclusion_error", "missed_rate")
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    """Prose as printed: lines of at most :data:`WIDTH` characters."""
+    import textwrap
+
+    return textwrap.fill(text, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def legend(entries) -> str:
+    """``(header, meaning)`` pairs as the legend printed under a table: one line each, at most WIDTH wide."""
+    entries = list(entries)
+    width = max(len(h) for h, _ in entries)
+    return "\n".join(_wrap(f"  {h.ljust(width)}  {meaning}", " " * (width + 4)) for h, meaning in entries)
+
+
+def fit_columns(table, keep: Sequence[str] = (), width: int = WIDTH) -> list:
+    """``table`` (a DataFrame) as blocks of its columns whose printed lines are at most ``width`` wide.
+
+    The index and the ``keep`` columns are repeated in every block; each block takes as many of
+    the other columns, in order, as fit (at least one).
+    """
+    keep = [c for c in keep if c in table.columns]
+    rest = [c for c in table.columns if c not in keep]
+    if not rest:
+        return [table]
+    blocks, current = [], []
+    for column in rest:
+        trial = table[keep + current + [column]]
+        if current and max(len(line) for line in trial.to_string().splitlines()) > width:
+            blocks.append(table[keep + current])
+            current = []
+        current.append(column)
+    blocks.append(table[keep + current])
+    return blocks
+
+
+def _blocks_text(table, keep: Sequence[str] = ()) -> str:
+    return "\n\n".join(block.to_string() for block in fit_columns(table, keep))
+
+
+def _year_table(summary, columns) -> "object":
+    table = summary[[c for c, _, _ in columns]].copy()
+    for col in table.columns:
+        if col in _RATES:
+            table[col] = (100 * table[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
+        elif col == "cost_total":
+            table[col] = (table[col] / 1e6).map(lambda v: f"{v:,.2f}")
+    return table.rename(columns={c: header for c, header, _ in columns})
+
+
 def format_summary(summary) -> str:
-    """The per-year table as printed: counts, and rates in percent.
+    """The per-year tables as printed, each with its legend: year-end stocks (rates in percent), then the
+    year's flows and cost (million yuan); each at most :data:`WIDTH` characters wide.
 
     ``first_reg`` and ``re_reg`` are the registry's first registrations and re-registrations
-    after an exit; ``newly_poor``, ``left_poverty`` and ``returned`` the year-to-year
+    after an exit; ``new_poor``, ``left_pov`` and ``returned`` the year-to-year
     (December to December) flows into, out of and back into poverty.
     """
-    table = summary.copy()
-    for col in ("headcount_rate", "exclusion_error", "inclusion_error", "missed_rate"):
-        table[col] = (100 * table[col]).map(lambda v: "-" if v != v else f"{v:.1f}")
-    table["cost_total"] = (table["cost_total"] / 1e6).map(lambda v: f"{v:,.2f}")
-    table = table.rename(
-        columns={
-            "headcount_rate": "headcount %",
-            "exclusion_error": "exclusion %",
-            "inclusion_error": "inclusion %",
-            "missed_rate": "missed %",
-            "newly_identified": "first_reg",
-            "re_registered": "re_reg",
-            "newly_poor_annual": "newly_poor",
-            "exits_from_poverty_annual": "left_poverty",
-            "returns_to_poverty_annual": "returned",
-            "cost_total": "cost (M yuan)",
-        }
-    )
-    return table.to_string()
+    parts = []
+    for title, columns in (
+        ("Year-end stocks (headcount over people; errors over households):", YEAR_STOCKS),
+        ("Flows in the year (households) and cost:", YEAR_FLOWS),
+    ):
+        parts += [title, _blocks_text(_year_table(summary, columns)), legend((h, m) for _, h, m in columns)]
+    return "\n".join(parts)
+
+
+def _short_headers(names: Sequence[str], limit: int = 24) -> dict[str, str]:
+    """Printed headers for long column names: a dotted key by its last part(s), other names cut at ``limit``."""
+    short = {}
+    for name in names:
+        text = str(name)
+        if "." in text:
+            parts = text.split(".")
+            depth = 1
+            while depth < len(parts) and sum(
+                ".".join(str(n).split(".")[-depth:]) == ".".join(parts[-depth:]) for n in names
+            ) > 1:
+                depth += 1
+            text = ".".join(parts[-depth:])
+        if len(text) > limit:
+            text = text[: limit - 1] + "~"
+        if text != str(name):
+            short[name] = text
+    return short
+
+
+def _scenario_blocks(table) -> str:
+    """A table with one column per scenario, in blocks that fit; long scenario names shortened, with a legend."""
+    short = _short_headers(list(table.columns))
+    text = _blocks_text(table.rename(columns=short))
+    if short:
+        text += "\n" + legend((s, f"scenario {n}") for n, s in short.items())
+    return text
 
 
 def format_comparison(summary) -> str:
     """The side-by-side scenario table as printed: mean ± 95 % half-width (rates in percent, money in M yuan)."""
     from .report import scenario_table
 
-    return scenario_table(summary).to_string()
+    return _scenario_blocks(scenario_table(summary))
 
 
 def format_differences(compare) -> str:
     """Paired differences from the baseline as printed (rates in percentage points)."""
     from .report import difference_table
 
-    return difference_table(compare).to_string()
+    return _scenario_blocks(difference_table(compare))
+
+
+def format_sweep(table, swept: Sequence[str]) -> str:
+    """A sweep table as printed: the swept keys by short names (with a legend), scenarios in blocks that fit."""
+    short = _short_headers(list(table.columns))
+    renamed = table.rename(columns=short)
+    text = _blocks_text(renamed, keep=[short.get(k, k) for k in swept])
+    if short:
+        text += "\n" + legend((s, n if n in swept else f"scenario {n}") for n, s in short.items())
+    return text
 
 
 SWEEP_METRICS = ("exclusion_error_mean", "inclusion_error_mean", "cost_total_yuan")
@@ -311,14 +416,13 @@ SWEEP_METRICS = ("exclusion_error_mean", "inclusion_error_mean", "cost_total_yua
 def _print_single(experiment, outcome) -> None:
     (result,) = outcome.runs.values()
     m = result.manifest
-    print(
+    print(_wrap(
         f"{experiment.name}: {m['households']:,} households, {m['months_simulated']} months "
         f"({m['months_burn_in']} burn-in), {m['wall_time_s']:.1f} s, "
         f"{m['household_months_per_s']:.3g} household-months/s, "
         f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}"
         + (f", {m['blocks']} blocks on {m['workers']} workers" if "blocks" in m else "")
-    )
-    print("Year-end stocks (headcount over people; errors over households); flows and cost summed over the year:")
+    ))
     print(format_summary(result.summary()))
 
 
@@ -336,11 +440,11 @@ def _print_experiment(experiment, outcome, metrics: list[str] | None) -> None:
         where = "all found finished in the output folder"
     else:
         where = f"{info['workers']} Dask workers" if info.get("workers") else "serially"
-    print(
+    print(_wrap(
         f"{experiment.name}: {shape} = {n_runs} runs of {base.population.households:,} households, {where}, "
         f"{info['elapsed_s']:.1f} s ({info['resumed']} already done, "
         f"{len(outcome.runs) - info['resumed']} run, {len(outcome.failures)} failed)"
-    )
+    ))
     if not outcome.runs:
         return
     summary = outcome.summary()
@@ -350,19 +454,20 @@ def _print_experiment(experiment, outcome, metrics: list[str] | None) -> None:
         if experiment.replicates > 1 else "one replicate"
     )
     if experiment.sweep is None:
-        print(f"Scenarios side by side ({note}; errors: mean over months with a register, and at the end):")
+        print(_wrap(f"Scenarios side by side ({note}; errors: mean over months with a register, and at the end):"))
         print(format_comparison(summary))
         if compare is not None:
-            print("Difference from the baseline, paired replicate by replicate (same seeds; rates in points):")
+            print(_wrap("Difference from the baseline, paired replicate by replicate (same seeds; rates in points):"))
             print(format_differences(compare))
         return
     points = outcome.points()
+    swept = list(points.columns)
     for metric in metrics or SWEEP_METRICS:
-        print(f"{LABELS.get(metric, metric)} by sweep point ({note}):")
-        print(sweep_table(summary, points, metric).to_string())
+        print(_wrap(f"{LABELS.get(metric, metric)} by sweep point ({note}):"))
+        print(format_sweep(sweep_table(summary, points, metric), swept))
         if compare is not None:
-            print(f"{LABELS.get(metric, metric)}, minus the baseline (paired):")
-            print(sweep_table(compare, points, metric, signed=True).to_string())
+            print(_wrap(f"{LABELS.get(metric, metric)}, minus the baseline (paired):"))
+            print(format_sweep(sweep_table(compare, points, metric, signed=True), swept))
 
 
 def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
@@ -407,7 +512,7 @@ def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
             _print_single(experiment, outcome)
         else:
             _print_experiment(experiment, outcome, args.metrics)
-        print(f"written to {out}/" + (" (report.html)" if n_runs > 1 else ""))
+        print(_wrap(f"written to {out}/" + (" (every number also in summary.csv and report.html)" if n_runs > 1 else "")))
     if outcome.failures:
         print(f"povsim: {len(outcome.failures)} of {n_runs} runs failed", file=sys.stderr)
         return EXIT_RUN_FAILED

@@ -194,7 +194,7 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
     """
     from .config import Config
     from .population import structure
-    from .results import Result
+    from .results import Result, provinces_present
     from .rng import split_seed
     from .components import make_params
     from .components.registration import METHOD_QUOTA, quotas_from_counts
@@ -265,7 +265,7 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
         "households": households,
         "villages": int(village_county.shape[0]),
         "counties": n_counties,
-        "provinces": int(county_province.max()) + 1 if n_counties else 0,
+        "provinces": provinces_present(county_province),
         "bytes_per_household": sum(i["nbytes"] for i in infos) / max(households, 1),
     }
     return Result.from_totals(

@@ -362,8 +362,36 @@ def _format_errors(err: ValidationError) -> str:
         if e["type"] == "value_error" and not loc:
             lines.append(msg)
         else:
-            lines.append(f"{key} = {value!r}: {msg}")
+            lines.append(f"{key} = {value!r}: {msg}{percent_hint(key, value)}")
     return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _is_fraction(unit: str) -> bool:
+    """Whether a parameter of this unit is a fraction from 0 to 1: a probability, a share or a rate per month."""
+    return "probability" in unit or "share" in unit or unit.startswith("per ")
+
+
+def percent_hint(path: str, value: Any) -> str:
+    """A hint for a refused probability or share that looks written in percent (``30`` for 0.3), else ``""``.
+
+    ``path`` is the key (or a key below it: an element of a list); ``value`` a number, or a list
+    or table of numbers, of which the first above 1 and at most 100 is taken for a percentage.
+    """
+    parts = path.split(".")
+    while parts and (schema_key(".".join(parts)) is None):
+        parts.pop()
+    key = schema_key(".".join(parts)) if parts else None
+    if key is None or key.section is not None:
+        return ""
+    unit = str((key.field.json_schema_extra or {}).get("unit", ""))
+    if not _is_fraction(unit):
+        return ""
+    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and 1 < v <= 100:
+            return f" (a {unit.split(' of ')[0] if 'share' in unit else 'probability'} is a fraction, not percent: " \
+                   f"write {v / 100:g} for {v:g}%)"
+    return ""
 
 
 def validate(data: dict[str, Any]) -> Config:

@@ -36,7 +36,7 @@ from .components.schedule import scratch, village_month
 from .config import Config
 from .population import Population, build_population
 from .rng import split_seed
-from .timeline import Timeline
+from .timeline import CalendarMonth, Timeline
 
 __all__ = ["Simulation", "run_month", "run_blocks", "compiled_entry"]
 
@@ -102,7 +102,8 @@ class Simulation:
 
     ``Simulation(cfg).run()`` is what :func:`povsim.run` does; stepping by hand
     (``sim.step()``) lets a notebook inspect ``sim.population.households``
-    between months.
+    between months: ``sim.month`` is the next month to simulate (it prints as
+    ``2017-03``) and ``sim.metrics`` the metrics of the reported months so far.
 
     ``population`` replaces the configured population, e.g. a block of whole
     villages of a larger one (``build_population(cfg, villages=(v0, v1))``): such
@@ -138,6 +139,36 @@ class Simulation:
     @property
     def done(self) -> bool:
         return self.month > self.timeline.end
+
+    # -- for notebooks: the month as a calendar month, the metrics so far ------------------
+    @property
+    def month(self) -> CalendarMonth:
+        """The next month to simulate, as a calendar month (an ``int`` index that prints as ``2017-03``).
+
+        After the last month it is the month after ``simulation.end`` (and :attr:`done` is true).
+        """
+        return CalendarMonth(self._month)
+
+    @month.setter
+    def month(self, value: int) -> None:
+        self._month = int(value)
+
+    @property
+    def metrics(self) -> "pd.DataFrame":  # noqa: F821
+        """The metrics of the reported months simulated so far, one row per month, as in ``Result.metrics``.
+
+        Empty (with every column) during the burn-in; the finished run's ``result.metrics`` equals it.
+        """
+        from .results import Result
+
+        return Result.from_run(self, wall_time=0.0, threads=nb.get_num_threads()).metrics
+
+    def __repr__(self) -> str:
+        tl = self.timeline
+        where = "finished" if self.done else f"next month {self.month}" + (
+            " (burn-in)" if self.month < tl.start else "")
+        return (f"<povsim.Simulation {self.config.name!r}: {self.population.n_households:,} households, "
+                f"{tl.label(tl.start)} to {tl.label(tl.end)} after {tl.n_burn_in} burn-in months; {where}>")
 
     def _threads(self, threads: int) -> ThreadPoolExecutor | None:
         """A pool with ``threads - 1`` workers (the calling thread is the first), made when first needed."""

@@ -489,7 +489,9 @@ class Experiment:
             done: dict[RunSpec, Result] = self._resume(store) if store is not None else {}
             pending = [r for r in runs if r not in done]
             failures: dict[RunSpec, str] = {}
-            bar = _progress_bar(len(runs), len(done), self.name) if progress and not single else None
+            # a cluster of its own has its own cache (or not): the notice is for this machine's runs only
+            compiled = True if client is not None or not pending else None
+            bar = _progress_bar(len(runs), len(done), self.name, compiled) if progress and not single else None
             try:
                 # a local cluster only pays off for two runs or more, or for one run split across workers
                 local = workers if (len(pending) > 1 or (pending and split > 1)) else 0
@@ -618,10 +620,12 @@ def _count_workers(client: Any) -> int:
         return -1
 
 
-def _progress_bar(total: int, initial: int, name: str):
-    from tqdm.auto import tqdm
+def _progress_bar(total: int, initial: int, name: str, compiled: bool | None = True):
+    """The bar of an experiment's runs: no estimate until a first run is done (it compiles the model, the
+    first time); ``compiled=None``: ask Numba's cache whether it will (:mod:`povsim.progress`)."""
+    from .progress import Progress, engine_is_compiled
 
-    return tqdm(total=total, initial=initial, unit="run", desc=name, leave=False, dynamic_ncols=True)
+    return Progress(total, "run", name, initial=initial, compiled=engine_is_compiled() if compiled is None else compiled)
 
 
 # --------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class Result:
                 "households": pop.n_households,
                 "villages": pop.n_villages,
                 "counties": pop.n_counties,
-                "provinces": pop.n_provinces,
+                "provinces": provinces_present(pop.county_province),
                 "bytes_per_household": pop.bytes_per_household(),
             },
         )
@@ -158,6 +158,17 @@ class Result:
             f"<povsim.Result {self.config.name!r}: {m.get('households')} households, "
             f"{m.get('first_reported_month')} to {m.get('last_reported_month')}, {len(self.metrics)} months>"
         )
+
+
+def provinces_present(county_province) -> int:
+    """How many provinces hold at least one county (``county_province``: each county's province).
+
+    A population of fewer counties than ``population.provinces`` spreads them over some provinces
+    only; the manifest reports those it has.
+    """
+    import numpy
+
+    return int(numpy.unique(numpy.asarray(county_province)).size)
 
 
 #: the files of an experiment folder's own that a folder written before manifests listed them may hold

@@ -24,7 +24,62 @@ from . import components
 from .config import Config, format_month, parse_month
 from .schema import first_month
 
-__all__ = ["Timeline"]
+__all__ = ["Timeline", "CalendarMonth"]
+
+
+class CalendarMonth(int):
+    """A month index (``year * 12 + (month - 1)``, an ``int``) that reads as its calendar month.
+
+    ``str()``, ``repr()`` and f-strings show ``2017-03``; it compares, hashes and indexes as
+    the integer (so it can be used wherever a month index is).  Adding or subtracting months
+    gives a :class:`CalendarMonth`; the difference of two months is a number of months.
+    ``CalendarMonth.parse("2017-03")`` reads one.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "CalendarMonth":
+        """The month written ``"YYYY-MM"`` (``ValueError`` otherwise)."""
+        return cls(parse_month(text))
+
+    @property
+    def year(self) -> int:
+        return int(self) // 12
+
+    @property
+    def month_of_year(self) -> int:
+        """1 (January) to 12 (December)."""
+        return int(self) % 12 + 1
+
+    def __str__(self) -> str:
+        return format_month(int(self))
+
+    def __repr__(self) -> str:
+        return f"CalendarMonth('{self}')"
+
+    def __format__(self, spec: str) -> str:
+        try:
+            return format(str(self), spec)
+        except ValueError:  # an integer format such as "d"
+            return format(int(self), spec)
+
+    def __add__(self, months):
+        if isinstance(months, int) and not isinstance(months, (bool, CalendarMonth)):
+            return CalendarMonth(int(self) + months)
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        if isinstance(other, CalendarMonth):
+            return int(self) - int(other)  # months between
+        if isinstance(other, int) and not isinstance(other, bool):
+            return CalendarMonth(int(self) - other)
+        return NotImplemented
+
+    def __reduce__(self):
+        return (CalendarMonth, (int(self),))
 
 
 @dataclass(frozen=True)

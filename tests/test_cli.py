@@ -175,29 +175,105 @@ def test_good_run_matches_the_library(good_run):
 
 
 def test_good_run_prints_the_yearly_table(good_run):
+    from povsim.cli import YEAR_FLOWS, YEAR_STOCKS
+
     proc, out, _ = good_run
     lines = proc.stdout.splitlines()
-    header = next(line for line in lines if "headcount %" in line)
-    # povsim.cli.format_summary: the columns of Result.summary(), rates in percent, cost in million yuan
-    assert header.split() == [
+    stocks = lines.index(next(line for line in lines if "headcount %" in line))
+    flows = lines.index(next(line for line in lines if "first_reg" in line))
+    # povsim.cli.format_summary: year-end stocks (rates in percent), then the year's flows and cost (M yuan)
+    assert lines[stocks].split() == [
         "households", "poor", "headcount", "%", "registered", "exclusion", "%", "inclusion", "%", "missed", "%",
-        "entered", "first_reg", "re_reg", "exited", "wrong_exit", "newly_poor", "left_poverty", "returned",
-        "cost", "(M", "yuan)",
+    ]
+    assert lines[flows].split() == [
+        "entered", "first_reg", "re_reg", "exited", "wrong_exit", "new_poor", "left_pov", "returned", "cost", "(M",
+        "yuan)",
     ]
     saved = povsim.load_result(out)
     summary = saved.summary()
     for year, row in summary.iterrows():
-        line = next(line for line in lines if line.startswith(str(year)))
-        cells = line.split()
-        assert cells[1:3] == [str(int(row["households"])), str(int(row["poor"]))]
-        assert cells[3] == f"{100 * row['headcount_rate']:.1f}"
-        assert cells[4] == str(int(row["registered"]))
-        assert cells[-1] == f"{row['cost_total'] / 1e6:,.2f}"
+        stock = next(line for line in lines[stocks:flows] if line.startswith(str(year))).split()
+        flow = next(line for line in lines[flows:] if line.startswith(str(year))).split()
+        assert stock[1:3] == [str(int(row["households"])), str(int(row["poor"]))]
+        assert stock[3] == f"{100 * row['headcount_rate']:.1f}"
+        assert stock[4] == str(int(row["registered"]))
+        assert flow[1:3] == [str(int(row["entered"])), str(int(row["newly_identified"]))]
+        assert flow[-1] == f"{row['cost_total'] / 1e6:,.2f}"
     for year in ("2013", "2014", "2015"):
         assert any(line.startswith(year) for line in lines), year
+    # every column has its legend line, and nothing is wider than 100 characters
+    for _, header, meaning in YEAR_STOCKS + YEAR_FLOWS:
+        assert any(line.startswith(f"  {header} ") and line.endswith(meaning) for line in lines), header
+    assert "official missed rate" in proc.stdout
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
     assert "2,000 households" in proc.stdout
     assert "48 months" in proc.stdout
     assert str(out) in proc.stdout
+
+
+#: scenarios with replicates (cells "12.3 ± 0.4") and a name too long for a column header
+WIDE_EXPERIMENT = """
+name = "wide"
+seed = 3
+replicates = 2
+[simulation]
+burn_in_years = 1
+end = "2018-12"
+[population]
+households = 2000
+[scenarios.no_lookback]
+"policy.lookback.enabled" = false
+[scenarios.no_reviews_and_no_channels_at_all]
+"policy.review.enabled" = false
+"policy.channels.self.enabled" = false
+"policy.channels.cadre.enabled" = false
+"policy.channels.data.enabled" = false
+"policy.channels.hotline.enabled" = false
+[scenarios.threshold]
+"policy.registration.method" = "threshold"
+[scenarios.early_cadres]
+"policy.channels.cadre.start" = "2015-01"
+[scenarios.more_cadre_visits]
+"policy.channels.cadre.visits_per_village" = 12
+"""
+
+
+def _printed(tmp_path, text: str, *args: str):
+    path = tmp_path / "wide.toml"
+    path.write_text(text)
+    proc = run_cli("run", str(path), "--workers", "0", "--out", str(tmp_path / "out"), *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_scenario_tables_fit_100_columns_with_a_legend_for_each_shortened_header(tmp_path):
+    lines = _printed(tmp_path, WIDE_EXPERIMENT)
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    headers = [line.split() for line in lines if line.startswith("scenario ")]
+    shown = {name for header in headers for name in header[1:]}
+    # every scenario is printed: in the side by side table and among the differences from the baseline
+    assert {"baseline", "no_lookback", "threshold", "early_cadres", "more_cadre_visits"} <= shown
+    short = [name for name in shown if name.endswith("~")]
+    assert short, shown  # the long scenario name is shortened ...
+    for name in short:  # ... and its legend line gives it in full
+        assert any(line.split()[:2] == [name, "scenario"] and line.endswith("no_reviews_and_no_channels_at_all")
+                   for line in lines), name
+    assert sum("exclusion error, mean %" in line for line in lines) >= 4  # both tables in more than one block
+    assert any("±" in line for line in lines)
+
+
+def test_sweep_tables_fit_100_columns_with_the_swept_keys_in_the_legend(tmp_path):
+    text = WIDE_EXPERIMENT.split("[scenarios.threshold]")[0].replace("replicates = 2", "replicates = 1") + """
+[sweep.grid]
+"policy.channels.cadre.visits_per_village" = [2, 8]
+"policy.verification.delay" = [1]
+"""
+    lines = _printed(tmp_path, text)
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    headers = [line.split() for line in lines if "visits_per_village" in line and "delay" in line]
+    assert headers and all(h[:2] == ["visits_per_village", "delay"] for h in headers), headers
+    for key in ("policy.channels.cadre.visits_per_village", "policy.verification.delay"):
+        assert any(line.split() == [key.rsplit(".", 1)[1], key] for line in lines), key
 
 
 def test_quiet_prints_nothing(tmp_path):
@@ -225,6 +301,21 @@ def test_run_help_mentions_each_option():
     assert proc.returncode == 0
     for option in ("--households", "--seed", "--set", "--out", "--quiet", "--threads", "experiment"):
         assert option in proc.stdout, option
+
+
+def test_every_help_text_shows_a_single_percent_sign():
+    import argparse
+
+    from povsim.cli import _build_parser
+
+    parser = _build_parser(None)
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "sweep", "calibrate", "app", "validate", "params", "figures"} <= set(verbs)
+    texts = {"povsim": parser.format_help(), **{name: sub.format_help() for name, sub in verbs.items()}}
+    for name, text in texts.items():
+        assert "%%" not in text, name
+    assert "95% interval" in texts["run"] and "95% interval" in texts["sweep"]
+    assert "95% interval" in run_cli("run", "--help").stdout
 
 
 def test_no_command_is_an_error():

@@ -16,7 +16,14 @@ from povsim.config import ConfigError, load_config
 
 FAULTS = {
     "not-utf8": (b"[population]\nhouseholds = 500\n# caf\xe9\n", "is not UTF-8 text (byte 0xe9"),
-    "toml-date": (b'[policy.review]\nfirst = 2017-10-01\n', 'is a TOML date or time; allowed: a month as a string'),
+    "toml-date": (b'[policy.review]\nfirst = 2017-10-01\n',
+                  'first = 2017-10-01 is a TOML date or time; allowed: a month as a string in quotes, '
+                  'e.g. first = "2017-10"'),
+    "share-in-percent": (b"[policy.channels.data]\nmedical_share_threshold = 40\n",
+                         "medical_share_threshold = 40: Input should be less than or equal to 10 (a share is a "
+                         "fraction, not percent: write 0.4 for 40%)"),
+    "probability-in-percent": (b"[illness]\nonset_probability = 30\n",
+                               "(a probability is a fraction, not percent: write 0.3 for 30%)"),
     "toml-time": (b'[policy.review]\nfirst = 10:30:00\n', "is a TOML date or time"),
     "long-name": (b'name = "' + b"a" * 300 + b'"\n', "300 characters long; allowed: at most 100"),
     "dotdot-name": (b'name = "a..b"\n', "a name is letters, digits"),
@@ -38,6 +45,27 @@ def test_a_faulty_file_gets_one_line_and_exit_2(case, tmp_path):
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("key, value, hint", [
+    ("population.worker_probability", 55, "write 0.55 for 55%"),
+    ("policy.channels.self.apply_probability", 1.5, "write 0.015 for 1.5%"),  # a rate per month
+    ("policy.support.reimbursement", {"2014": 80}, "write 0.8 for 80%"),  # a schedule by year
+    ("policy.assessment.exclusion_shares", {"vehicle": 5}, "write 0.05 for 5%"),  # a table of shares
+    ("population.size_probabilities", [10, 20, 70], "write 0.1 for 10%"),  # a list of probabilities
+    ("income.persistent_sd", 30, None),  # not a share: out of range, no hint
+    ("policy.lookback.add_multiple", 80, None),  # a multiple of the line
+    ("illness.onset_probability", 250, None),  # not a percentage either
+])
+def test_a_share_written_in_percent_gets_a_hint(key, value, hint):
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={key: value})
+    message = str(caught.value)
+    assert key in message
+    if hint is None:
+        assert "percent" not in message, message
+    else:
+        assert "is a fraction, not percent: " + hint in message, message
 
 
 def test_a_folder_or_a_missing_file_is_named(tmp_path):

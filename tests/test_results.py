@@ -216,6 +216,14 @@ def test_manifest(default_result):
     json.dumps(m)  # JSON-ready
 
 
+def test_manifest_reports_the_provinces_the_population_has(default_result, small_result):
+    # counties are spread evenly over the 31 provinces: fewer counties than provinces occupy one province each
+    for result in (default_result, small_result):
+        m = result.manifest
+        assert m["provinces"] == min(m["counties"], result.config.population.provinces), m
+    assert small_result.manifest["counties"] < 31 == default_result.manifest["provinces"]
+
+
 # --- plot ------------------------------------------------------------------------------------------------
 
 

@@ -113,18 +113,50 @@ def _cell(text) -> str:
 
 def _experiment_files() -> list[str]:
     lines = [
-        "| file | what it asks | households | scenarios |",
-        "|---|---|---|---|",
+        "| file | what it asks | households | scenarios | replicates, sweep |",
+        "|---|---|---|---|---|",
     ]
     for path in sorted(EXPERIMENTS.glob("*.toml")):
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         scenarios = list(data.get("scenarios", {}))
         households = data.get("population", {}).get("households", Config().population.households)
         listed = "baseline" + (", " + ", ".join(f"`{s}`" for s in scenarios) if scenarios else "")
+        sweep = data.get("sweep")
+        swept = ""
+        if isinstance(sweep, dict):
+            keys = sweep.get("grid") or sweep.get("ranges") or {}
+            swept = f"; sweep ({sweep.get('method', 'grid')}): " + ", ".join(f"`{k}`" for k in keys)
         lines.append(
             f"| `experiments/{path.name}` | {_cell(data.get('description', ''))} | {households:,} | "
-            f"{len(scenarios) + 1}: {listed} |"
+            f"{len(scenarios) + 1}: {listed} | {data.get('replicates', 1)}{swept} |"
         )
+    return lines
+
+
+def run_options() -> list[tuple[str, str]]:
+    """The options of `povsim run` as the guide lists them: (option with its value, help), from the parser."""
+    import argparse
+
+    from povsim.cli import _build_parser
+
+    parser = _build_parser(["run"])
+    run = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    out = []
+    for action in run._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        option = max(action.option_strings, key=len)
+        if action.nargs != 0:
+            option += f" {action.metavar or action.dest.upper()}"
+        text = (action.help or "") % {"default": action.default, "prog": run.prog}
+        out.append((option, text))
+    return out
+
+
+def _run_options() -> list[str]:
+    lines = ["| option | meaning |", "|---|---|"]
+    for option, text in run_options():
+        lines.append(f"| `{option}` | {_cell(text)} |")
     return lines
 
 
@@ -175,23 +207,45 @@ def analyst_guide() -> str:
         "povsim params                                                   # every key, unit, default, range, source",
         "```",
         "",
-        "`povsim run` prints a per-year table (or, for a file with scenarios, one column per scenario) and",
-        "writes to `--out` (default `results/<name>/`): `metrics.parquet` (one row per month; every column",
-        "is defined in [the model's observation section](model.md#observation)), `events.parquet`",
-        "(one row per registration, look-back or review), `delays.parquet` (detection delays by route),",
-        "`config.json` (the config with every default filled in), `manifest.json` (povsim version, seed,",
-        "threads, households, wall time) and `errors.png`. A file with scenarios gets one such folder per",
-        "scenario plus `summary.csv` and one figure per headline metric. Options:",
+        "`povsim run` prints a per-year table (or, for a file with scenarios, replicates or a sweep, each",
+        "scenario's headline numbers) at most 100 columns wide, and writes to `--out` (default",
+        "`results/<name>/`). An experiment of **one run** (no scenarios, one replicate, no sweep) writes:",
         "",
-        "| option | meaning |",
+        "| file | what it holds |",
         "|---|---|",
-        "| `--households N` | households to simulate (`population.households`) |",
-        "| `--seed S` | seed of every random stream (`seed`) |",
-        "| `--set key.path=value` | set any key below, e.g. `--set policy.review.first=\"2016-10\"`; repeatable; "
-        "the value is read as TOML |",
-        "| `--threads N` | threads for the engine (`simulation.threads`) |",
-        "| `--out DIR` | output folder; an earlier result there is replaced, a folder of other files is refused |",
-        "| `--quiet` | no progress bar and no table |",
+        "| `metrics.parquet` | one row per month; every column is defined in [the model's observation section](model.md#observation) |",
+        "| `events.parquet` | one row per policy event (the registration, the look-back, each exit assessment and review) |",
+        "| `delays.parquet` | detection delays: months from falling poor to registration, by route |",
+        "| `config.json` | the config with every default filled in |",
+        "| `manifest.json` | how the run was made: povsim version, seed, households, villages, counties, provinces, "
+        "threads, wall time, and each file's checksum |",
+        "| `errors.png` | exclusion error, inclusion error and headcount over time |",
+        "",
+        "An experiment of **several runs** (scenarios x sweep points x replicates) writes each run as it finishes,",
+        "so a stopped experiment started again resumes where it stopped, and ends with the tables and the report:",
+        "",
+        "| file | what it holds |",
+        "|---|---|",
+        "| `runs/<scenario>/[point-NNNN/]rep-NNNN/` | one run: `metrics.parquet`, `events.parquet`, `delays.parquet`, "
+        "`config.json` (its seed included), `manifest.json` |",
+        "| `metrics.parquet` | every run's monthly metrics in one table: scenario, (point,) replicate, month, metrics |",
+        "| `headlines.csv` | one row per run: its headline numbers |",
+        "| `summary.csv` | each scenario's (and sweep point's) headline numbers: mean, 95 % interval, SD, n |",
+        "| `comparison.csv` | each scenario minus the baseline, paired replicate by replicate (with scenarios) |",
+        "| `points.csv` | the sweep's points (with a sweep) |",
+        "| `exclusion_error.png`, `inclusion_error.png`, `headcount_rate.png` | each scenario over time with its "
+        "95 % band (without a sweep) |",
+        "| `sweep_exclusion_error_mean.png`, `sweep_inclusion_error_mean.png`, `sweep_cost_total_yuan.png` | each "
+        "headline number against the swept values (with a sweep) |",
+        "| `report.html` | all of the above in one self-contained page |",
+        "| `manifest.json` | povsim version, seeds, scenarios and their patches, sweep, runs finished and failed, status |",
+        "",
+        "povsim replaces only what it wrote: an earlier result in the folder is replaced, an unfinished run of the",
+        "same experiment is resumed, and a folder holding other files is refused. `povsim sweep FILE` runs a file",
+        "with a `[sweep]` exactly as `povsim run` does and prints one row per sweep point. The options of",
+        "`povsim run` and `povsim sweep` (from `povsim run --help`):",
+        "",
+        *_run_options(),
         "",
         "## The experiment files that come with povsim",
         "",
@@ -230,6 +284,33 @@ def analyst_guide() -> str:
         "the rules', not chance. Every scenario is checked, with its patch applied, before the first",
         "run starts; the name `baseline` is reserved. `--households`, `--seed` and `--set` apply to the",
         "baseline and to every scenario.",
+        "",
+        "## Replicates and sweeps",
+        "",
+        "`replicates = N` at the top of the file (before the first `[table]`) runs every scenario N times,",
+        "replicate *k* with the seed `numpy.random.SeedSequence(seed).spawn(N)[k]`, the same in every scenario;",
+        "the tables then show each mean with its 95 % interval, and the differences from the baseline are paired",
+        "replicate by replicate. A `[sweep]` runs every scenario at each point of a grid, or of a Latin hypercube",
+        "or Sobol' sample of parameter ranges:",
+        "",
+        "```toml",
+        "replicates = 2",
+        "",
+        "[sweep.grid]                      # every combination of these values",
+        '"policy.channels.cadre.visits_per_village" = [0, 1, 2, 4, 8, 16]',
+        "```",
+        "",
+        "```toml",
+        "[sweep]                           # or a sample of a box of parameters",
+        'method = "lhs"                    # "lhs" or "sobol" (a power of 2 samples)',
+        "samples = 16",
+        "[sweep.ranges]",
+        '"policy.verification.delay" = [0, 3]',
+        '"policy.review.assessment_sd" = [0.1, 0.4]',
+        "```",
+        "",
+        "`experiments/cadre_visits.toml` is such a file: `povsim sweep experiments/cadre_visits.toml` prints one",
+        "row per visit rate. More in [Experiments, replicates and sweeps](experiments.md).",
         "",
         "## Every key",
         "",

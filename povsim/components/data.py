@@ -48,7 +48,7 @@ class DataConfig(Section):
         "catastrophic health spending is commonly defined at 40% of capacity to pay (WHO)",
         "flag when out-of-pocket medical spending over 12 months passes this share of income",
         ge=0.0,
-        le=1e6,
+        le=10.0,
     )
     medical_threshold: float = param(
         20_000.0,
