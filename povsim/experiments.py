@@ -785,7 +785,7 @@ class ExperimentResult:
 
         With a sweep, ``point`` chooses the sweep point (see :meth:`plot_sweep` for all of them).
         """
-        from .plots import plot_scenarios
+        from .plots import plot_scenarios, policy_events
 
         tidy = self.metrics()
         title = self.experiment.name
@@ -794,7 +794,7 @@ class ExperimentResult:
                 raise ValueError("a sweep has many points: choose one with point=, or use plot_sweep()")
             tidy = tidy[tidy["point"] == point]
             title = f"{title}, point {point} ({_format_point(self.experiment.sweep.points[point])})"
-        return plot_scenarios(tidy, metric, title=title)
+        return plot_scenarios(tidy, metric, title=title, events=policy_events(self.experiment.configs.values()))
 
     def plot_sweep(self, metric: str = "exclusion_error_mean"):
         """A headline ``metric`` against each swept key, one series per scenario, with 95 % intervals (a Figure)."""
@@ -817,6 +817,59 @@ class ExperimentResult:
             return write_atomically(Path(directory), lambda tmp: result.write_files(tmp))
         return write_atomically(Path(directory), lambda tmp: self.write_files(tmp))
 
+    def figure_caption(self, title: str, events: list | None = None, sweep: bool = False) -> tuple[str, dict]:
+        """The caption of a figure of this experiment, and its provenance (as its PNG's metadata carry it).
+
+        The caption names the experiment (and its file), households per run, scenarios,
+        replicates (and what the line and band are), the period, the policy events
+        marked, and the povsim version and date.
+        """
+        from . import __version__
+        from .figures import _now, _shown
+
+        exp = self.experiment
+        base = exp.configs[BASELINE]
+        created = _now().isoformat()
+        where = f" ({_shown(exp.path)})" if exp.path is not None else ""
+        n = len(exp.configs)
+        if exp.replicates > 1:
+            spread = (f"{exp.replicates} replicates per scenario (seeds from SeedSequence({exp.seed})), the same in every "
+                      "scenario; " + ("each point the mean over the replicates, its bar the 95% interval of the mean"
+                                      if sweep else "each line the mean over the replicates, the band its 95% interval "
+                                      "of the mean (t-based)"))
+        else:
+            spread = f"one replicate (seed {exp.seed}): each {'point' if sweep else 'line'} is one run, with no interval"
+        marks = ""
+        if events:
+            spans = [label for label, first, last in events if last > first]
+            lines = [label for label, first, last in events if last <= first]
+            marks = " Policy events: " + "; ".join(
+                part for part in (f"grey span: {', '.join(spans)}" if spans else "",
+                                  f"dotted lines: {', '.join(lines)}" if lines else "") if part) + "."
+        sweep_text = f", {len(exp.sweep.points)} sweep points" if exp.sweep is not None else ""
+        caption = (
+            f"{title}. Experiment {exp.name}{where}: {base.population.households:,} households per run, {n} "
+            f"scenario{'s' if n != 1 else ''}{sweep_text}, {spread}; {base.simulation.start} to {base.simulation.end}."
+            f"{marks} Made by povsim {__version__}, {created[:10]}."
+        )
+        provenance = {
+            "experiment": exp.name,
+            "source": _shown(exp.path) if exp.path is not None else exp.name,
+            "households": base.population.households,
+            "scenarios": list(exp.configs),
+            "replicates": exp.replicates,
+            "events": [[label, str(first.date()), str(last.date())] for label, first, last in events or []],
+            "povsim_version": __version__,
+            "created": created,
+        }
+        return caption, provenance
+
+    def _figure_png(self, fig, title: str, events: list | None = None, sweep: bool = False) -> bytes:
+        from .figures import png_with_caption
+
+        caption, provenance = self.figure_caption(title, events=events, sweep=sweep)
+        return png_with_caption(fig, title, caption, provenance, dpi=FIGURE_DPI)
+
     def write_files(self, directory: str | Path, runs: bool = True) -> list[str]:
         """Write the experiment's outputs into the existing folder ``directory``; return the names written.
 
@@ -825,7 +878,8 @@ class ExperimentResult:
         run's folder under ``runs/`` (a result saved in one go).
         """
         from .files import atomic_file, sha256
-        from .plots import plot_scenarios
+        from .plots import metric_title, plot_scenarios, policy_events
+        from .report import LABELS as HEADLINE_LABELS
         from .report import render_report
 
         directory = Path(directory)
@@ -857,10 +911,13 @@ class ExperimentResult:
             if self.experiment.sweep is not None:
                 put("points.csv", lambda p: self.points().to_csv(p))
                 for metric in SWEEP_FIGURES:
-                    figures[f"sweep_{metric}.png"] = _png(self.plot_sweep(metric))
+                    figures[f"sweep_{metric}.png"] = self._figure_png(
+                        self.plot_sweep(metric), f"{HEADLINE_LABELS.get(metric, metric)} by swept value", sweep=True)
             else:
+                events = policy_events(self.experiment.configs.values())
                 for metric in TIME_FIGURES:
-                    figures[f"{metric}.png"] = _png(plot_scenarios(tidy, metric, title=self.experiment.name))
+                    fig = plot_scenarios(tidy, metric, title=self.experiment.name, events=events)
+                    figures[f"{metric}.png"] = self._figure_png(fig, metric_title(metric), events=events)
             for name, data in figures.items():
                 put(name, lambda p, data=data: p.write_bytes(data))
         put("report.html", lambda p: p.write_text(render_report(self, figures), encoding="utf-8"))
@@ -872,10 +929,5 @@ class ExperimentResult:
         return written
 
 
-def _png(figure) -> bytes:
-    """A figure as PNG bytes, as the experiment folder's figures are drawn."""
-    from io import BytesIO
-
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+#: resolution of the figures in an experiment's folder
+FIGURE_DPI = 110

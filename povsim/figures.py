@@ -63,6 +63,7 @@ __all__ = [
     "MEASUREMENT",
     "with_caption",
     "save_figure",
+    "png_with_caption",
     "read_figure",
     "index_markdown",
     "write_index",
@@ -232,6 +233,29 @@ def save_figure(fig, path: str | Path, title: str, caption: str, provenance: dic
     with atomic_file(path) as tmp:
         captioned.savefig(tmp, format="png", dpi=DPI, metadata=metadata)
     return path
+
+
+def png_with_caption(fig, title: str, caption: str, provenance: dict, dpi: int = DPI) -> bytes:
+    """``fig`` with ``caption`` beneath it as PNG bytes, ``title``, caption and provenance in the metadata.
+
+    The metadata are those of :func:`save_figure` (read back by :func:`read_figure`);
+    ``provenance`` needs ``povsim_version`` and ``created``.  For figures written by
+    another writer (an experiment's folder, a run's ``errors.png``).
+    """
+    from io import BytesIO
+
+    metadata = {
+        "Title": title,
+        "Description": caption,
+        "Author": "povsim",
+        "Software": f"povsim {provenance['povsim_version']}",
+        "Source": str(provenance.get("source", "povsim")),
+        "Creation Time": provenance["created"],
+        "Provenance": json.dumps(provenance, sort_keys=True, default=str),
+    }
+    buffer = BytesIO()
+    with_caption(fig, caption, dpi=dpi).savefig(buffer, format="png", dpi=dpi, metadata=metadata)
+    return buffer.getvalue()
 
 
 def read_figure(path: str | Path) -> dict[str, Any]:
@@ -406,40 +430,14 @@ RULE_LABELS = {
 }
 
 
-def _events(configs) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
-    """Registration, look-back, first exits, first review and first channel month over every scenario, as timestamps."""
-    import pandas as pd
-
-    from .config import format_month
-    from .timeline import Timeline
-
-    def ts(month: int) -> pd.Timestamp:
-        return pd.Timestamp(format_month(month) + "-01")
-
-    found: dict[str, tuple[int, int]] = {}
-    for cfg in configs:
-        tl = Timeline.from_config(cfg)
-        for name, first, last in tl.events:
-            kind = name.split()[0]
-            if kind in ("review", "exits"):
-                label = {"review": "annual reviews", "exits": "first exits"}[kind]
-                first = last = min(first, found.get(label, (first, first))[0])
-                found[label] = (first, last)
-            else:
-                found[{"registration": "registration", "lookback": "look-back"}[kind]] = (first, last)
-        if tl.channels:
-            start = min(tl.channels.values())
-            found["channels"] = (min(start, found.get("channels", (start, start))[0]),) * 2
-    return [(label, ts(a), ts(b)) for label, (a, b) in sorted(found.items(), key=lambda kv: kv[1])]
-
-
 def _fig_errors_by_rule(ctx: _Context, spec: "FigureSpec"):
-    from .plots import plot_errors_by_rule
+    from .plots import plot_errors_by_rule, policy_events
 
     file = spec.experiments[0]
     res = ctx.run(file)
     tidy = res.metrics()
-    fig = plot_errors_by_rule(tidy, labels=RULE_LABELS, events=_events(res.experiment.configs.values()), title=spec.title)
+    fig = plot_errors_by_rule(tidy, labels=RULE_LABELS, events=policy_events(res.experiment.configs.values()),
+                              title=spec.title)
     replicates = int(tidy.groupby("scenario")["replicate"].nunique().max()) if "replicate" in tidy else 1
     spread = (
         f"each line the mean of {replicates} replicates, the band around it its 95% interval (t-based); "

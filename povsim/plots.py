@@ -19,6 +19,9 @@ from . import components as _components
 __all__ = [
     "plot_errors",
     "plot_scenarios",
+    "policy_events",
+    "scenario_styles",
+    "metric_title",
     "plot_errors_by_rule",
     "plot_channels",
     "plot_headcount_vs_official",
@@ -38,22 +41,152 @@ ROUTE_COLOURS = dict(_components.ROUTE_COLOURS)
 LABELS = {name: info.label for name, info in _components.COLUMNS.items() if info.kind == "ratio" and info.label != name}
 
 
-def plot_errors(metrics: pd.DataFrame, title: str = ""):
-    """Exclusion error, inclusion error and headcount rate over time, in percent."""
+#: what each metric of the experiment figures is, in words (a figure's title), and its axis label
+TITLES = {
+    "exclusion_error": ("Exclusion error: poor households not on the register",
+                        "Exclusion error, % of poor households\n(poor not registered / poor)"),
+    "inclusion_error": ("Inclusion error: registered households not poor",
+                        "Inclusion error, % of registered households\n(non-poor registered / registered)"),
+    "headcount_rate": ("Poverty headcount: share of rural people living in poor households",
+                       "Headcount rate, % of people\n(poor people / people)"),
+    "registered": ("Households on the register", "Households on the register at the end of the month"),
+}
+
+#: the line styles that, with the ten colours of matplotlib's default cycle, tell up to 40 scenarios apart
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D")
+
+
+def metric_title(metric: str) -> str:
+    """``metric`` in words, as a figure's title names it."""
+    if metric in TITLES:
+        return TITLES[metric][0]
+    info = _components.COLUMNS.get(metric)
+    if info is None:
+        return metric.replace("_", " ").capitalize()
+    text = info.label.removesuffix(", %") if info.label != metric else info.definition
+    return text[:1].upper() + text[1:]
+
+
+def metric_axis_label(metric: str) -> str:
+    """The y axis label of ``metric``: what it counts, with its unit."""
+    if metric in TITLES:
+        return TITLES[metric][1]
+    return LABELS.get(metric, metric_title(metric))
+
+
+def scenario_styles(n: int) -> list[dict]:
+    """``n`` distinct line styles: colour (matplotlib's ten) by line style and marker, the first ten solid."""
+    return [
+        {"color": f"C{k % 10}", "linestyle": LINE_STYLES[(k // 10) % len(LINE_STYLES)],
+         "marker": MARKERS[(k // 10) % len(MARKERS)]}
+        for k in range(n)
+    ]
+
+
+def policy_events(configs) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    """The policy events of ``configs`` (an iterable of :class:`~povsim.config.Config`), as figures mark them.
+
+    Registration, look-back (its first and last month), first exits, first annual review,
+    the start of monitoring and the first month of the continuous channels, over every config, as
+    ``(label, first month, last month)`` timestamps in time order (a month event has
+    first == last).
+    """
+    from .config import format_month
+    from .timeline import Timeline
+
+    def ts(month: int) -> pd.Timestamp:
+        return pd.Timestamp(format_month(month) + "-01")
+
+    found: dict[str, tuple[int, int]] = {}
+    for cfg in configs:
+        tl = Timeline.from_config(cfg)
+        for name, first, last in tl.events:
+            kind = name.split()[0]
+            if kind in ("review", "exits", "monitoring"):
+                label = {"review": "annual reviews", "exits": "first exits", "monitoring": "monitoring"}[kind]
+                first = last = min(first, found.get(label, (first, first))[0])
+                found[label] = (first, last)
+            elif kind in ("registration", "lookback"):
+                found[{"registration": "registration", "lookback": "look-back"}[kind]] = (first, last)
+        if tl.channels:
+            start = min(tl.channels.values())
+            found["channels"] = (min(start, found.get("channels", (start, start))[0]),) * 2
+    return [(label, ts(a), ts(b)) for label, (a, b) in sorted(found.items(), key=lambda kv: kv[1])]
+
+
+def _draw_events(axes, events, label_ax=None) -> None:
+    """Mark ``events`` (see :func:`policy_events`) in each of ``axes``: a span or a dotted line, labelled in ``label_ax``."""
+    for ax in axes:
+        for _label, first, last in events or []:
+            if last > first:
+                ax.axvspan(first, last, color="grey", alpha=0.15, linewidth=0)
+            else:
+                ax.axvline(first, color="grey", linestyle=":", linewidth=1)
+    if label_ax is not None:
+        for label, first, _last in events or []:
+            label_ax.annotate(label, xy=(first, 0.0), xycoords=("data", "axes fraction"), xytext=(2, 3),
+                              textcoords="offset points", fontsize=7, color="dimgrey", va="bottom", rotation=90)
+
+
+def _fit_limits(ax, values, percent: bool) -> None:
+    """Scale ``ax``'s y axis to ``values`` (all drawn data, bands included), with a margin; percent within 0-100."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        if percent:
+            ax.set_ylim(0, 100)
+        return
+    low, high = float(values.min()), float(values.max())
+    pad = 0.08 * (high - low) or max(0.05 * abs(high), 0.5 if percent else 1.0)
+    low, high = low - pad, high + pad
+    if percent:
+        low, high = max(low, 0.0), min(high, 100.0)
+    elif values.min() >= 0:
+        low = max(low, 0.0)
+    ax.set_ylim(low, high)
+
+
+def _wrapped(text: str, fig, fontsize: float) -> str:
+    """``text`` wrapped to the width of ``fig`` at ``fontsize`` points."""
+    import textwrap
+
+    chars = max(30, int(fig.get_size_inches()[0] * 72 / (fontsize * 0.6)))
+    return "\n".join(textwrap.wrap(text, chars))
+
+
+def _legend_below(fig, handles, names, n: int) -> None:
+    ncol = 1 if n <= 1 else min(4, max(2, -(-n // 5)))
+    fig.legend(handles, names, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
+
+
+def plot_errors(metrics: pd.DataFrame, title: str = "", events: list | None = None):
+    """Exclusion error, inclusion error and headcount rate over time, in percent, the axis scaled to them.
+
+    ``events`` (see :func:`policy_events`) are marked as dotted lines and spans.
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    fig = Figure(figsize=(9, 5.2), layout="constrained")
     ax = fig.subplots()
     x = metrics["month"]
-    ax.plot(x, 100 * metrics["exclusion_error"], label="Exclusion error (poor not registered / poor)")
-    ax.plot(x, 100 * metrics["inclusion_error"], label="Inclusion error (non-poor registered / registered)")
-    ax.plot(x, 100 * metrics["headcount_rate"], color="black", linestyle="--", label="Headcount rate (people)")
+    drawn = []
+    for column, label, style in (
+        ("exclusion_error", "Exclusion error (poor not registered / poor)", {"color": "C0"}),
+        ("inclusion_error", "Inclusion error (non-poor registered / registered)", {"color": "C1"}),
+        ("headcount_rate", "Headcount rate (poor people / people)", {"color": "black", "linestyle": "--"}),
+    ):
+        ax.plot(x, 100 * metrics[column], label=label, **style)
+        drawn.append(100 * metrics[column].to_numpy(dtype=float))
     ax.set_xlabel("Month")
     ax.set_ylabel("Percent")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
-    ax.set_title(f"Targeting errors and poverty — {title}" if title else "Targeting errors and poverty")
+    _fit_limits(ax, np.concatenate(drawn) if drawn else [], percent=True)
+    _month_axis(ax)
+    _draw_events([ax], events, label_ax=ax)
+    handles, names = ax.get_legend_handles_labels()
+    _legend_below(fig, handles, names, 2)
+    heading = "Targeting errors and the poverty headcount by month"
+    fig.suptitle(_wrapped(f"{heading} ({title})" if title else heading, fig, 11), fontsize=11)
     return fig
 
 
@@ -71,37 +204,53 @@ def _t_band(group: pd.DataFrame, metric: str):
     return mean, mean - half, mean + half, int(n.max()) if len(n) else 0
 
 
-def plot_scenarios(tidy: pd.DataFrame, metric: str, title: str = ""):
+def plot_scenarios(tidy: pd.DataFrame, metric: str, title: str = "", events: list | None = None,
+                   labels: dict | None = None):
     """``metric`` over time, one line per scenario (``tidy`` has ``scenario``, ``month`` and the metric).
 
     With several replicates per scenario (a ``replicate`` column) the line is their
-    mean and a shaded band its 95 % interval (t-based), month by month.
+    mean and a shaded band its 95 % interval (t-based), month by month.  Each scenario
+    has its own colour and line style (:func:`scenario_styles`), the legend beneath the
+    plot; the y axis is scaled to the lines and bands drawn; ``events`` (see
+    :func:`policy_events`) are marked; ``labels`` maps scenario names to legend labels.
     """
     from matplotlib.figure import Figure
 
     if metric not in tidy.columns:
         raise KeyError(f"unknown metric {metric!r}; allowed: {', '.join(c for c in tidy.columns if c != 'scenario')}")
+    labels = labels or {}
     percent = metric in LABELS
     scale = 100 if percent else 1
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    groups = list(tidy.groupby("scenario", sort=False))
+    styles = scenario_styles(len(groups))
+    legend_rows = -(-len(groups) // min(4, max(2, -(-len(groups) // 5)))) if len(groups) > 1 else 1
+    fig = Figure(figsize=(9, 4.8 + 0.2 * legend_rows), layout="constrained")
     ax = fig.subplots()
     replicates = 1
-    for name, group in tidy.groupby("scenario", sort=False):
+    drawn = []
+    for (name, group), style in zip(groups, styles):
         mean, low, high, n = _t_band(group, metric)
         replicates = max(replicates, n)
-        (line,) = ax.plot(mean.index, scale * mean, label=str(name))
+        every = max(1, len(mean) // 8)
+        ax.plot(mean.index, scale * mean, label=labels.get(name, str(name)), color=style["color"],
+                linestyle=style["linestyle"], linewidth=1.5, marker=style["marker"] if len(groups) > 10 else None,
+                markevery=every, markersize=4)
+        drawn.append(scale * mean.to_numpy(dtype=float))
         if n > 1:
-            ax.fill_between(mean.index, scale * low, scale * high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(mean.index, scale * low, scale * high, color=style["color"], alpha=0.15, linewidth=0)
+            drawn += [scale * low.to_numpy(dtype=float), scale * high.to_numpy(dtype=float)]
     ax.set_xlabel("Month")
-    ax.set_ylabel(LABELS.get(metric, metric))
-    if percent:
-        ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, ncol=2)
-    name = f"{title}: {metric}" if title else metric
+    ax.set_ylabel(metric_axis_label(metric))
+    _fit_limits(ax, np.concatenate(drawn) if drawn else [], percent=percent)
+    _month_axis(ax)
+    _draw_events([ax], events, label_ax=ax)
+    handles, names = ax.get_legend_handles_labels()
+    _legend_below(fig, handles, names, len(groups))
+    notes = [title] if title else []
     if replicates > 1:
-        name += f" (mean of {replicates} replicates, 95% interval shaded)"
-    ax.set_title(name, fontsize=10)
+        notes.append(f"mean of {replicates} replicates, 95% interval shaded")
+    heading = metric_title(metric) + (f" ({', '.join(notes)})" if notes else "")
+    fig.suptitle(_wrapped(heading, fig, 11), fontsize=11)
     return fig
 
 
@@ -110,6 +259,7 @@ def plot_sweep(summary: pd.DataFrame, points: pd.DataFrame, metric: str, title: 
 
     ``summary`` is :meth:`ExperimentResult.summary` of a sweep (index point,
     scenario, metric); points carry 95 % interval bars when there are replicates.
+    Each scenario has its own colour and marker; the title is wrapped to the figure.
     """
     from matplotlib.figure import Figure
 
@@ -123,9 +273,12 @@ def plot_sweep(summary: pd.DataFrame, points: pd.DataFrame, metric: str, title: 
     numeric = [k for k in keys if pd.api.types.is_numeric_dtype(points[k]) and not pd.api.types.is_bool_dtype(points[k])]
     keys = numeric or keys
     scale = 100 if ("error" in metric or "rate" in metric) else (1e-6 if metric.endswith("_yuan") else 1)
-    fig = Figure(figsize=(min(4.5 * len(keys), 13), 4), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
     scenarios = list(dict.fromkeys(sub.index.get_level_values("scenario")))
+    styles = scenario_styles(len(scenarios))
+    fig = Figure(figsize=(max(6.5, min(4.5 * len(keys), 13)), 4.4 + 0.2 * -(-len(scenarios) // 4)),
+                 layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    intervals = False
     for ax, key in zip(axes, keys):
         for k, scenario in enumerate(scenarios):
             rows = sub.xs(scenario, level="scenario").join(points, how="inner")
@@ -136,13 +289,19 @@ def plot_sweep(summary: pd.DataFrame, points: pd.DataFrame, metric: str, title: 
             else:
                 x = x.astype(str)
             err = [scale * (rows["mean"] - rows["low"]), scale * (rows["high"] - rows["mean"])]
-            ax.errorbar(x, scale * rows["mean"], yerr=err, fmt="o", markersize=3, capsize=2, label=str(scenario),
-                        alpha=0.8)
+            intervals = intervals or bool(np.isfinite(rows["low"]).any())
+            ax.errorbar(x, scale * rows["mean"], yerr=err, fmt=styles[k]["marker"], color=styles[k]["color"],
+                        markersize=4, capsize=2, label=str(scenario), alpha=0.8,
+                        markerfacecolor="white" if k >= 10 else styles[k]["color"])
         ax.set_xlabel(key, fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(HEADLINE_LABELS.get(metric, metric))
-    axes[0].legend(fontsize=8, frameon=False)
-    fig.suptitle(f"{title}: {metric} by swept value (95% intervals)" if title else metric, fontsize=10)
+    handles, names = axes[0].get_legend_handles_labels()
+    if len(scenarios) > 1:
+        fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(scenarios)), fontsize=8, frameon=False)
+    words = HEADLINE_LABELS.get(metric, metric)
+    heading = f"{words} by swept value" + (" (95% intervals)" if intervals else "")
+    fig.suptitle(_wrapped(f"{heading} ({title})" if title else heading, fig, 10), fontsize=10)
     return fig
 
 
@@ -187,14 +346,8 @@ def plot_errors_by_rule(tidy: pd.DataFrame, labels: dict | None = None, events: 
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, 100)
         _month_axis(ax)
-        for label, first, last in events or []:
-            if last > first:
-                ax.axvspan(first, last, color="grey", alpha=0.15, linewidth=0)
-            else:
-                ax.axvline(first, color="grey", linestyle=":", linewidth=1)
-    for label, first, last in events or []:
-        bottom.annotate(label, xy=(first, 0.0), xycoords=("data", "axes fraction"), xytext=(2, 3),
-                        textcoords="offset points", fontsize=7, color="dimgrey", va="bottom", rotation=90)
+        _draw_events([ax], events)
+    _draw_events([], events, label_ax=bottom)
     bottom.set_xlabel("Month")
     handles, names = top.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8, frameon=False)

@@ -128,9 +128,34 @@ class Result:
 
     def plot(self):
         """Exclusion error, inclusion error and headcount over time (a matplotlib Figure)."""
-        from .plots import plot_errors
+        from .plots import plot_errors, policy_events
 
-        return plot_errors(self.metrics, title=self.config.name)
+        return plot_errors(self.metrics, title=self.config.name, events=policy_events([self.config]))
+
+    def figure_caption(self) -> tuple[str, dict]:
+        """The caption of ``errors.png`` and its provenance: the run, households, seed, period, povsim version, date."""
+        from . import __version__
+        from .figures import _now
+        from .plots import policy_events
+
+        cfg = self.config
+        created = _now().isoformat()
+        events = policy_events([cfg])
+        spans = [label for label, first, last in events if last > first]
+        lines = [label for label, first, last in events if last <= first]
+        marks = "; ".join(p for p in (f"grey span: {', '.join(spans)}" if spans else "",
+                                      f"dotted lines: {', '.join(lines)}" if lines else "") if p)
+        caption = (
+            "Targeting errors and the poverty headcount by month. "
+            f"Run {cfg.name}: {cfg.population.households:,} households, seed {cfg.seed}, one replicate (one run: no "
+            f"interval); {cfg.simulation.start} to {cfg.simulation.end}."
+            + (f" Policy events: {marks}." if marks else "")
+            + f" Made by povsim {__version__}, {created[:10]}."
+        )
+        provenance = {"run": cfg.name, "source": cfg.name, "households": cfg.population.households, "seed": cfg.seed,
+                      "replicates": 1, "events": [[e[0], str(e[1].date()), str(e[2].date())] for e in events],
+                      "povsim_version": __version__, "created": created}
+        return caption, provenance
 
     def write_files(self, directory: Path, figures: bool = True) -> None:
         """Write the result's files into an existing folder (not atomic; see :meth:`save`)."""
@@ -142,7 +167,12 @@ class Result:
             self.delays.to_parquet(directory / "delays.parquet")
         (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         if figures:
-            self.plot().savefig(directory / "errors.png", dpi=120)
+            from .figures import png_with_caption
+
+            caption, provenance = self.figure_caption()
+            data = png_with_caption(self.plot(), "Targeting errors and the poverty headcount by month", caption,
+                                    provenance, dpi=120)
+            (directory / "errors.png").write_bytes(data)
         # every file written, with its checksum, so that a reuse can verify it (verify_result)
         names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name in RESULT_FILES)
         self.manifest["files"] = {name: sha256(directory / name) for name in names}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import assert_lines_run_forward, drawn_lines
 from helpers import REPO, run_cli
 from matplotlib.figure import Figure
 
@@ -63,12 +64,42 @@ def measurement(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, measurement):
-    """Every figure at the tiny scale, and what build_figures logged."""
+def drawn(tmp_path_factory, measurement):
+    """Every figure at the tiny scale, what build_figures logged, and each figure's matplotlib Figure as drawn."""
     out = tmp_path_factory.mktemp("figures") / "docs" / "figures"
     log: list[str] = []
-    written = F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=measurement, log=log.append)
-    return out, written, log
+    figures: dict[str, Figure] = {}
+    save = F.save_figure
+
+    def keep(fig, path, *args, **kwargs):
+        figures[Path(path).stem] = fig
+        return save(fig, path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(F, "save_figure", keep)
+        written = F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=measurement, log=log.append)
+    return out, written, log, figures
+
+
+@pytest.fixture(scope="module")
+def built(drawn):
+    """Every figure at the tiny scale, and what build_figures logged."""
+    return drawn[:3]
+
+
+def test_every_line_of_every_figure_runs_forward(drawn):
+    """No figure joins points out of order: the x data of every line povsim draws is non-decreasing."""
+    figures = drawn[3]
+    assert sorted(figures) == sorted(f.name for f in F.FIGURES)
+    for name, fig in figures.items():
+        assert_lines_run_forward(fig, name)
+    # the figure drawn from several replicates per scenario: one line per scenario and panel, not one per replicate
+    replicates = tomllib.loads((EXPERIMENTS / "onetime_vs_dynamic.toml").read_text())["replicates"]
+    assert replicates > 1
+    errors = figures["errors_by_rule"]
+    for ax in errors.axes:
+        long = [line for line in drawn_lines(errors) if line.axes is ax and len(line.get_xdata()) > 2]
+        assert len(long) == 4, [line.get_label() for line in long]
 
 
 def test_every_figure_is_written_with_the_index(built):
@@ -354,11 +385,19 @@ def test_cli_figures(tmp_path):
 
 
 def test_cli_figures_write_to_results_by_default_and_to_docs_only_when_asked(tmp_path):
+    committed = tmp_path / "docs" / "figures"  # a checkout's committed figures, beside the experiments
+    committed.mkdir(parents=True)
+    (committed / "headcount_vs_official.png").write_bytes(b"committed figure")
+    (committed / "index.md").write_text("committed index")
     done = run_cli("figures", "--households", "300", "--only", "headcount_vs_official", "--experiments",
                    str(REPO / "experiments"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(tmp_path / "results" / "figures")) == ["headcount_vs_official.png", "index.md"]
-    assert sorted(os.listdir(tmp_path)) == ["results"]  # no docs/figures made
+    assert sorted(os.listdir(tmp_path)) == ["docs", "results"]
+    assert sorted(os.listdir(committed)) == ["headcount_vs_official.png", "index.md"]  # left as they were
+    assert (committed / "headcount_vs_official.png").read_bytes() == b"committed figure"
+    assert (committed / "index.md").read_text() == "committed index"
+    assert "results/figures/headcount_vs_official.png" in done.stdout
     both = run_cli("figures", "--docs", "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     assert "--docs" in run_cli("figures", "--help").stdout
