@@ -466,11 +466,11 @@ def _engine_philox(n, month, k0, k1):
 
 
 @numba.njit(parallel=True, error_model="numpy")
-def _engine_month_draws(vs, per_block, month, k0, k1):
+def _engine_month_draws(hh, vs, per_block, month, k0, k1):
     """The engine's own draws: income.draw for every village (one Philox call per household,
     vectorised, and the Box-Muller income normals), in the engine's blocks of villages.
 
-    (The hook reads neither the households' state nor the parameters: 0 stands for them.)"""
+    (The hook reads no parameters: 0 stands for them; in January it writes the annual normals into ``hh``.)"""
     n_villages = vs.county.shape[0]
     largest = 0
     for v in range(n_villages):
@@ -479,7 +479,7 @@ def _engine_month_draws(vs, per_block, month, k0, k1):
     for b in numba.prange(-(-n_villages // per_block)):
         s = scratch(largest)
         for v in range(b * per_block, min(n_villages, (b + 1) * per_block)):
-            income.draw(0, vs, v, 0, month, 0.0, 0, k0, k1, 0, s)
+            income.draw(hh, vs, v, 0, month, 0.0, 0, k0, k1, 0, s)
             total += s.draws[DRAW_INCOME, 0]
     return total
 
@@ -502,11 +502,11 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     _engine_philox(10, month, k0, k1)  # compile
     sim = Simulation(cfg)
     vs = sim.population.villages
-    _engine_month_draws(vs, 1, month, k0, k1)  # compile
+    _engine_month_draws(sim.population.households, vs, 1, month, k0, k1)  # compile
     engine = {
         "philox": _best_of(lambda: _engine_philox(households, month, k0, k1), repeats),
         "draws + normals (+ exp)": _best_of(
-            lambda: _engine_month_draws(vs, villages_per_block(vs.county.shape[0]), month, k0, k1), repeats
+            lambda: _engine_month_draws(sim.population.households, vs, villages_per_block(vs.county.shape[0]), month, k0, k1), repeats
         ),
         "whole step": _best_of(sim.step, repeats),
     }
