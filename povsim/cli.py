@@ -158,9 +158,10 @@ def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     app = sub.add_parser(
         "app",
         help="start the interactive page: the Mesa model of one county in the browser",
-        description="Start the interactive page (Mesa's SolaraViz) on this computer only (127.0.0.1) and print "
-        "its address: the villages of one county as a grid of households coloured by status, the exclusion and "
-        "inclusion error month by month, Step/Play/Reset, and controls for the channels. Needs the app extra: "
+        description="Start the interactive page (the Mesa model, drawn with Solara) on this computer only (127.0.0.1) "
+        "and print its address: the villages of one county as a grid of households coloured by status, the exclusion "
+        "and inclusion error month by month, Step/Play/Reset, a choice of rule and controls for the channels. Needs "
+        "the app extra: "
         "pip install 'povsim[app]'. Ctrl-C stops it.",
     )
     app.add_argument("--port", type=_port, default=DEFAULT_APP_PORT, metavar="N", help=f"port (default {DEFAULT_APP_PORT})")

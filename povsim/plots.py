@@ -186,7 +186,7 @@ def plot_errors(metrics: pd.DataFrame, title: str = "", events: list | None = No
     handles, names = ax.get_legend_handles_labels()
     _legend_below(fig, handles, names, 2)
     heading = "Targeting errors and the poverty headcount by month"
-    fig.suptitle(_wrapped(f"{heading} ({title})" if title else heading, fig, 11), fontsize=11)
+    ax.set_title(_wrapped(f"{heading} ({title})" if title else heading, fig, 11), fontsize=11)
     return fig
 
 
@@ -237,6 +237,8 @@ def plot_scenarios(tidy: pd.DataFrame, metric: str, title: str = "", events: lis
                 markevery=every, markersize=4)
         drawn.append(scale * mean.to_numpy(dtype=float))
         if n > 1:
+            if percent:  # a share lies within 0-100 %, whatever a t interval of few replicates says
+                low, high = low.clip(lower=0.0), high.clip(upper=1.0)
             ax.fill_between(mean.index, scale * low, scale * high, color=style["color"], alpha=0.15, linewidth=0)
             drawn += [scale * low.to_numpy(dtype=float), scale * high.to_numpy(dtype=float)]
     ax.set_xlabel("Month")
@@ -300,8 +302,9 @@ def plot_sweep(summary: pd.DataFrame, points: pd.DataFrame, metric: str, title: 
     if len(scenarios) > 1:
         fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(scenarios)), fontsize=8, frameon=False)
     words = HEADLINE_LABELS.get(metric, metric)
-    heading = f"{words} by swept value" + (" (95% intervals)" if intervals else "")
-    fig.suptitle(_wrapped(f"{heading} ({title})" if title else heading, fig, 10), fontsize=10)
+    notes = ([title] if title else []) + (["95% intervals"] if intervals else [])
+    heading = f"{words[:1].upper() + words[1:]} by swept value" + (f" ({', '.join(notes)})" if notes else "")
+    fig.suptitle(_wrapped(heading, fig, 10), fontsize=10)
     return fig
 
 

@@ -32,8 +32,11 @@ def assert_lines_run_forward(fig, name: str) -> int:
 
 def assert_inside_figure(fig, artist, name: str) -> None:
     """``artist`` (a title, a legend) is drawn wholly inside ``fig``: nothing of it clipped at an edge."""
-    fig.canvas.draw()
-    box = artist.get_window_extent(fig.canvas.get_renderer())
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = artist.get_window_extent(canvas.get_renderer())
     width, height = fig.bbox.width, fig.bbox.height
     assert box.x0 >= -0.5 and box.y0 >= -0.5 and box.x1 <= width + 0.5 and box.y1 <= height + 0.5, (
         f"{name}: {artist!r} reaches outside the figure: {box.bounds} in {width} x {height} pixels"

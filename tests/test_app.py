@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from browser import chrome, keep_screenshot, skip_or_fail
 from helpers import REPO, run_cli
 
 import povsim
@@ -86,6 +86,29 @@ def test_cadre_visits_control_reaches_the_model():
     few.run()
     many.run()
     assert 0 < few.metrics["cadre_visits"].sum() < many.metrics["cadre_visits"].sum()
+
+
+@pytest.mark.parametrize(
+    "rule, lookback, review, channels",
+    [("onetime", False, False, False), ("lookback", True, False, False), ("reviews", True, True, False),
+     ("channels", True, True, True)],
+)
+def test_the_rule_choice_sets_the_rules(rule, lookback, review, channels):
+    cfg = county_config(households=300, rule=rule, cadres=False)
+    assert cfg.policy.registration.enabled
+    assert cfg.policy.lookback.enabled is lookback and cfg.policy.review.enabled is review
+    assert cfg.policy.channels.self.enabled is channels and cfg.policy.channels.hotline.enabled is channels
+    assert not cfg.policy.channels.cadre.enabled  # a switch off stays off
+    with pytest.raises(ValueError, match="rule='annual' is not a rule; allowed: onetime, lookback, reviews, channels"):
+        county_config(rule="annual")
+
+
+def test_the_rules_change_the_county():
+    runs = {rule: CountyModel(households=600, rule=rule).run() for rule in ("onetime", "reviews", "channels")}
+    assert runs["onetime"]["removed_lookback"].sum() == 0 and runs["onetime"]["exited"].sum() == 0
+    assert runs["reviews"]["exited"].sum() > 0 and runs["reviews"]["entered_cadre"].sum() == 0
+    assert runs["channels"]["entered_cadre"].sum() > 0
+    pd.testing.assert_series_equal(runs["onetime"]["ill"], runs["channels"]["ill"])  # the same shocks
 
 
 # -- the figures -----------------------------------------------------------------------------
@@ -165,9 +188,10 @@ def test_page_module(monkeypatch):
     assert set(params) <= accepted
     controls = {k for k, v in params.items() if isinstance(v, dict)}
     assert controls == {
-        "self_declaration", "cadres", "sector_data", "hotline", "cadre_visits", "data_coverage_formal",
+        "rule", "self_declaration", "cadres", "sector_data", "hotline", "cadre_visits", "data_coverage_formal",
         "data_coverage_informal", "verification_error",
     }  # fmt: skip
+    assert params["rule"]["values"] == ["onetime", "lookback", "reviews", "channels"]
     for name in ("300", " 20000 "):
         monkeypatch.setenv("POVSIM_APP_HOUSEHOLDS", name)
         assert app.households_from_env() == int(name)
@@ -210,29 +234,6 @@ def test_app_command_refuses_a_busy_port():
 
 
 # -- the page in a browser --------------------------------------------------------------------
-def _skip_or_fail(reason: str):
-    if os.environ.get("POVSIM_REQUIRE_BROWSER_TEST") == "1":
-        pytest.fail(f"{reason} (POVSIM_REQUIRE_BROWSER_TEST=1)")
-    pytest.skip(reason)
-
-
-def _browser_tools() -> tuple[str, str]:
-    missing = []
-    if importlib.util.find_spec("solara") is None:
-        missing.append("solara (pip install 'povsim[app]')")
-    if importlib.util.find_spec("selenium") is None:
-        missing.append("selenium (pip install 'povsim[app]')")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        missing.append("chromium (apt-get install chromium)")
-    driver = shutil.which("chromedriver")
-    if driver is None:
-        missing.append("chromedriver (apt-get install chromium-driver)")
-    if missing:
-        _skip_or_fail("the browser test needs " + ", ".join(missing))
-    return chromium, driver
-
-
 def _wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -290,7 +291,7 @@ def _default_sigint():
 def server(tmp_path_factory):
     """``povsim app`` on a free loopback port: (url, process, log file); always stopped at the end."""
     if importlib.util.find_spec("solara") is None:
-        _skip_or_fail("povsim app needs solara (pip install 'povsim[app]')")
+        skip_or_fail("povsim app needs solara (pip install 'povsim[app]')")
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -319,21 +320,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(server):
-    chromium, driver_path = _browser_tools()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1200"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        driver.set_page_load_timeout(PAGE_TIMEOUT)
-        driver.set_script_timeout(STEP_TIMEOUT)
+    with chrome(1600, 1200, page_timeout=PAGE_TIMEOUT, script_timeout=STEP_TIMEOUT) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 _DIGEST_JS = """
@@ -389,7 +377,7 @@ def test_page_steps_in_the_browser(server, browser):
     url, proc, log = server
     missing = _front_end_missing(url)
     if missing:
-        _skip_or_fail(
+        skip_or_fail(
             "Solara's front-end files are neither installed nor reachable: "
             + "; ".join(missing)
             + " (pip install 'povsim[app]' installs solara-assets and the Vue 2 front end it holds)"
@@ -429,6 +417,88 @@ def test_page_steps_in_the_browser(server, browser):
     _button(browser, "Reset").click()
     _wait_text(browser, "end of 2012-12 (burn-in)", log)
     WebDriverWait(browser, STEP_TIMEOUT, poll_frequency=0.2).until(lambda d: _snapshot(d) == first)
+    assert proc.poll() is None
+
+
+def _page_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def _text_of(driver, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    return found[0].text if found else ""
+
+
+def _wait_for(driver, what, log: Path, describe: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, STEP_TIMEOUT, poll_frequency=0.2).until(lambda d: what(d))
+    except Exception:
+        pytest.fail(f"the page did not {describe}; it shows:\n{_page_text(driver)[:3000]}\nserver log:\n"
+                    f"{log.read_text()[-2000:]}")
+
+
+def test_page_explains_itself_and_its_rule_choice_changes_the_model(server, browser):
+    """What a student sees: words, the calendar month, values, large error numbers, a choice of rule; no leftovers."""
+    from povsim.mesa.app import error_numbers, month_heading, rules_line
+
+    url, proc, log = server
+    browser.get(url)
+    _wait_for(browser, lambda d: _text_of(d, ".povsim-month"), log, "render")
+    fresh = CountyModel(households=PAGE_HOUSEHOLDS)
+    text = _page_text(browser)
+    assert _text_of(browser, ".povsim-month") == month_heading(fresh) == "December 2012 (burn-in: before the reported months)"
+    for words in ("povsim: finding the poor in one county", "What you see.", "Each small square is one rural household",
+                  "What to try.", "Identification rule", "Exclusion error", "Inclusion error",
+                  f"cadre visits per village per month: {povsim.Config().policy.channels.cadre.visits_per_village}",
+                  f"sector data's coverage: formal work: {povsim.Config().policy.channels.data.coverage_formal:.2f}",
+                  rules_line(fresh)):
+        assert words in text, words
+    for leftover in ("page 0", "use threads", "step:", "play interval", "render interval"):
+        assert leftover not in text.lower(), leftover
+    numbers = error_numbers(fresh)
+    assert _text_of(browser, ".povsim-exclusion-value") == numbers["exclusion"] == "100.0 %"
+    assert _text_of(browser, ".povsim-inclusion-value") == "-"
+    font = browser.execute_script(
+        "return parseFloat(getComputedStyle(document.querySelector('.povsim-exclusion-value')).fontSize)")
+    assert font >= 32, f"the error number is {font} px: not large"
+    for selector in (".povsim-county img", ".povsim-errors img"):
+        width = browser.execute_script(f"return document.querySelector('{selector}').getBoundingClientRect().width")
+        assert width >= 700, f"{selector} is {width} px wide: too small to read"
+    labels = [b.text.strip().lower() for b in browser.find_elements("css selector", ".povsim-rule")]
+    assert labels == ["one-time registration", "with look-back", "with annual reviews", "with channels"]
+
+    # steps show calendar months, and the large numbers follow the model
+    for _ in range(2):
+        _button(browser, "Step").click()
+    _wait_for(browser, lambda d: _text_of(d, ".povsim-month") == "February 2013", log, "show February 2013")
+    fresh.step(), fresh.step()
+    assert _text_of(browser, ".povsim-exclusion-value") == error_numbers(fresh)["exclusion"]
+
+    # the rule choice builds a new model with that rule, from the start
+    _button(browser, "One-time registration").click()
+    onetime = CountyModel(households=PAGE_HOUSEHOLDS, rule="onetime")
+    _wait_for(browser, lambda d: _text_of(d, ".povsim-rules") == rules_line(onetime), log, "show the one-time rules")
+    assert "look-back off; exits and annual reviews off; channels: none" in rules_line(onetime)
+    assert _text_of(browser, ".povsim-month").startswith("December 2012")
+    assert "cadre visits per village per month" not in _page_text(browser)  # the channels' settings go with them
+    _button(browser, "With annual reviews").click()
+    reviews = CountyModel(households=PAGE_HOUSEHOLDS, rule="reviews")
+    _wait_for(browser, lambda d: _text_of(d, ".povsim-rules") == rules_line(reviews), log, "show the review rules")
+    _button(browser, "With channels").click()
+    _wait_for(browser, lambda d: _text_of(d, ".povsim-rules") == rules_line(fresh), log, "show all the rules")
+    for _ in range(3):
+        _button(browser, "Step").click()
+    _wait_for(browser, lambda d: _text_of(d, ".povsim-month") == "March 2013", log, "show March 2013")
+    browser.execute_script("window.scrollTo(0, 0)")
+    keep_screenshot(browser, "app")
+    browser.execute_script("document.querySelector('.povsim-errors').scrollIntoView()")
+    keep_screenshot(browser, "app-errors")
     assert proc.poll() is None
 
 

@@ -1,7 +1,7 @@
 """``CountyModel``: the Mesa model behind the interactive page, built from keyword arguments.
 
-Mesa's SolaraViz re-creates a model by calling its class with keyword arguments
-(``model_params``).  :class:`CountyModel` is :class:`~povsim.mesa.PovertyModel` with
+The interactive page re-creates a model by calling its class with keyword arguments
+(its controls' values, :func:`povsim.mesa.app.model_params`).  :class:`CountyModel` is :class:`~povsim.mesa.PovertyModel` with
 the page's controls as such arguments: it builds the config from the defaults (or
 from ``base``) with the matching overrides, validated like any other config, so a
 bad value raises :class:`povsim.ConfigError` naming the key.
@@ -19,7 +19,16 @@ from ..components import TOGGLES
 from ..config import Config, load_config
 from .model import PovertyModel
 
-__all__ = ["CountyModel", "county_config"]
+__all__ = ["CountyModel", "county_config", "RULES"]
+
+#: the identification rules a county can run, each adding to the one before (as experiments/onetime_vs_dynamic.toml):
+#: name -> (label, look-back on, exits and annual reviews on, continuous channels on)
+RULES = {
+    "onetime": ("One-time registration", False, False, False),
+    "lookback": ("With look-back", True, False, False),
+    "reviews": ("With annual reviews", True, True, False),
+    "channels": ("With channels", True, True, True),
+}
 
 DEFAULT_HOUSEHOLDS = 2_000
 DEFAULT_HOUSEHOLDS_PER_VILLAGE = 120
@@ -37,6 +46,7 @@ def county_config(
     verification_error: float | None = None,
     seed: int | None = None,
     burn_in_years: int = 1,
+    rule: str | None = None,
     base: Config | None = None,
     **switches: bool,
 ) -> Config:
@@ -61,7 +71,16 @@ def county_config(
     seed                      seed
     burn_in_years             simulation.burn_in_years
     ========================  ==========================================
+
+    ``rule`` (:data:`RULES`) chooses the identification rule, each adding to the one
+    before: ``"onetime"`` (the 2014 registration only: policy.lookback, policy.review and
+    every channel off), ``"lookback"`` (+ the 2015-16 look-back), ``"reviews"`` (+ exits
+    and annual reviews) or ``"channels"`` (+ the continuous channels, each as its switch
+    says); ``None`` (the default) keeps the base's look-back and reviews and the channels' switches.
     """
+    if rule is not None and rule not in RULES:
+        raise ValueError(f"rule={rule!r} is not a rule; allowed: {', '.join(RULES)}")
+    _, lookback, review, channels = RULES[rule] if rule is not None else (None, None, None, True)
     unknown = sorted(set(switches) - set(TOGGLES))
     if unknown:
         raise TypeError(
@@ -72,9 +91,11 @@ def county_config(
         "population.households": households,
         "population.households_per_village": households_per_village,
         "population.villages_per_county": max(1, -(-households // households_per_village)),  # one county
-        **{f"{path}.enabled": bool(switches.get(name, True)) for name, (path, _) in TOGGLES.items()},
+        **{f"{path}.enabled": channels and bool(switches.get(name, True)) for name, (path, _) in TOGGLES.items()},
         "simulation.burn_in_years": burn_in_years,
     }
+    if rule is not None:
+        overrides.update({"policy.lookback.enabled": lookback, "policy.review.enabled": review})
     optional = {
         "policy.channels.cadre.visits_per_village": cadre_visits,
         "policy.channels.data.coverage_formal": data_coverage_formal,
@@ -98,7 +119,7 @@ class CountyModel(PovertyModel):
     """
 
     def __init__(self, skip_burn_in: bool = True, **kwargs: Any):
-        # ``kwargs`` (so named: Mesa's SolaraViz accepts any keyword then) go to county_config,
+        # ``kwargs`` (the page's controls) go to county_config,
         # which refuses an unknown one with a TypeError naming it
         config = county_config(**kwargs)
         super().__init__(config)

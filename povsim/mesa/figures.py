@@ -123,19 +123,19 @@ def draw_county(model: PovertyModel, county: int = 0) -> Figure:
         image[grid == k] = _rgb(COLOURS[status])
     counts = status_counts(model, county)
     height = 1.2 + 4.8 * grid.shape[0] / grid.shape[1]
-    fig = Figure(figsize=(8, height), layout="constrained")
+    fig = Figure(figsize=(10, height * 1.2), layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(image, interpolation="nearest", aspect="equal")
     for v, top, left in places:
-        ax.text(left - 0.5, top - 0.7, f"village {v + 1}", fontsize=6, va="bottom", ha="left")
+        ax.text(left - 0.5, top - 0.7, f"village {v + 1}", fontsize=8, va="bottom", ha="left")
     ax.set_axis_off()
     n_counties = model.population.n_counties
     where = f"county {county + 1} of {n_counties}" if n_counties > 1 else "the county"
     ax.set_title(
-        f"{where}: {sum(counts.values()):,} households in {len(places)} villages, {_month_label(model)}", fontsize=9
+        f"{where}: {sum(counts.values()):,} households in {len(places)} villages, {_month_label(model)}", fontsize=13
     )
     handles = [Patch(facecolor=COLOURS[s], edgecolor="none", label=f"{LABELS[s]}: {counts[s]:,}") for s in STATUS]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=12, frameon=False)
     return fig
 
 
@@ -143,7 +143,7 @@ def draw_errors(model: PovertyModel) -> Figure:
     """Exclusion and inclusion error by month (top) and entries onto the register by route (bottom)."""
     frame = model.datacollector.get_model_vars_dataframe()
     timeline = model.timeline
-    fig = Figure(figsize=(8, 5.2), layout="constrained")
+    fig = Figure(figsize=(9, 6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     first = pd.Timestamp(timeline.label(timeline.start))
     last = pd.Timestamp(timeline.label(timeline.end)) + pd.offsets.MonthEnd(0)
@@ -158,8 +158,8 @@ def draw_errors(model: PovertyModel) -> Figure:
         for route in routes:
             bottom.plot(months, frame[f"entered_{route}"].cumsum(), label=route, drawstyle="steps-post")
         if routes:
-            bottom.legend(fontsize=7, ncols=4, loc="upper left", frameon=False)
-        top.legend(fontsize=8, loc="upper right", frameon=False)
+            bottom.legend(fontsize=10, ncols=4, loc="upper left", frameon=False)
+        top.legend(fontsize=10, loc="upper right", frameon=False)
     else:
         top.text(0.5, 0.5, "no month reported yet: press Step", transform=top.transAxes, ha="center", color="grey")
     marks: dict[int, list[str]] = {}
@@ -167,16 +167,22 @@ def draw_errors(model: PovertyModel) -> Figure:
         marks.setdefault(start, []).append(name.split(" ")[0])
     for name, start in timeline.channels.items():
         marks.setdefault(start, []).append(name)
+    labelled: set[str] = set()
     for start, names in sorted(marks.items()):
         if timeline.start <= start <= timeline.end:
             x = pd.Timestamp(timeline.label(start))
             for ax in (top, bottom):
                 ax.axvline(x, color="grey", lw=0.6, ls=":")
-            top.text(x, 106, ", ".join(names), rotation=90, fontsize=6, va="bottom", ha="center", color="grey")
+            new = [n for n in names if n not in labelled]  # each kind of event named once, where it first happens
+            labelled.update(new)
+            if new:
+                top.text(x, 106, ", ".join(new), rotation=90, fontsize=9, va="bottom", ha="center", color="grey")
     top.set_ylim(0, 105)  # an error of 100% (before any registration) stays visible
     top.set_xlim(first, last)
-    top.set_ylabel("% of households")
-    top.set_title("Targeting errors by month", fontsize=9, pad=28)
-    bottom.set_ylabel("entries since start")
-    bottom.set_xlabel("month")
+    top.set_ylabel("% of households", fontsize=11)
+    top.set_title("Targeting errors by month", fontsize=13, pad=100)
+    bottom.set_ylabel("entries since 2013", fontsize=11)
+    bottom.set_xlabel("month", fontsize=11)
+    for ax in (top, bottom):
+        ax.tick_params(labelsize=10)
     return fig
