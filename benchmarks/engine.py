@@ -502,11 +502,12 @@ def breakdown(households: int, chunk: int, repeats: int = 3) -> dict:
     _engine_philox(10, month, k0, k1)  # compile
     sim = Simulation(cfg)
     vs = sim.population.villages
-    _engine_month_draws(sim.population.households, vs, 1, month, k0, k1)  # compile
+    households_state = sim.population.households
+    _engine_month_draws(households_state, vs, 1, month, k0, k1)  # compile
     engine = {
         "philox": _best_of(lambda: _engine_philox(households, month, k0, k1), repeats),
         "draws + normals (+ exp)": _best_of(
-            lambda: _engine_month_draws(sim.population.households, vs, villages_per_block(vs.county.shape[0]), month, k0, k1), repeats
+            lambda: _engine_month_draws(households_state, vs, villages_per_block(vs.county.shape[0]), month, k0, k1), repeats
         ),
         "whole step": _best_of(sim.step, repeats),
     }
