@@ -51,6 +51,11 @@ NO_CHANNELS = """
 """
 
 
+
+def _flat(text: str) -> str:
+    """The printed text with its line wrapping undone (the CLI wraps prose at 100 columns)."""
+    return " ".join(text.split())
+
 def _write(folder: Path, text: str, name: str = "exp", replicates: int = 3, households: int = 1500) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(SMALL.format(name=name, replicates=replicates, households=households) + text, encoding="utf-8")
@@ -256,7 +261,7 @@ def test_command_line_with_two_workers_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("run", str(path), "--workers", "2", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "cli: 2 scenarios x 2 replicates = 4 runs of 1,200 households, 2 Dask workers" in proc.stdout
+    assert "cli: 2 scenarios x 2 replicates = 4 runs of 1,200 households, 2 Dask workers" in _flat(proc.stdout)
     assert "Difference from the baseline, paired" in proc.stdout and "±" in proc.stdout
     assert sorted(os.listdir(out)) == sorted([
         "manifest.json", "metrics.parquet", "headlines.csv", "summary.csv", "comparison.csv", "report.html", "runs",
@@ -329,7 +334,7 @@ def test_a_killed_sweep_resumes_to_the_same_result(tmp_path):
 
     again = run_cli("run", str(path), "--workers", "0", "--out", str(out), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert f"({len(before)} already done, {16 - len(before)} run, 0 failed)" in again.stdout
+    assert f"({len(before)} already done, {16 - len(before)} run, 0 failed)" in _flat(again.stdout)
     after = {p.relative_to(out).as_posix(): (p / "metrics.parquet").stat().st_mtime_ns for p in _finished_runs(out)}
     assert len(after) == 16
     assert all(after[k] == v for k, v in before.items())  # finished runs were not run again
@@ -374,7 +379,7 @@ def test_a_damaged_saved_run_is_run_again_and_the_user_told_why(tmp_path):
     (out / "runs" / "baseline" / "rep-0001" / "delays.parquet").unlink()
     again = run_cli("run", str(path), "--workers", "0", "--out", str(out), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "(2 already done, 2 run, 0 failed)" in again.stdout
+    assert "(2 already done, 2 run, 0 failed)" in _flat(again.stdout)
     assert ("saved run runs/baseline/rep-0000 was not reused and ran again: metrics.parquet differs from what "
             "povsim wrote (checksum)") in again.stderr
     assert "runs/baseline/rep-0001 was not reused and ran again: delays.parquet is missing" in again.stderr
