@@ -425,7 +425,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, c
     assert code == 1
     assert "run failed: scenario 'no_channels', replicate 1: MemoryError: simulated failure of one run" in captured.err
     assert "1 of 4 runs failed" in captured.err
-    assert "3 run, 1 failed" in captured.out
+    assert "3 run, 1 failed" in _flat(captured.out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and manifest["finished"] == 3
     assert [(f["scenario"], f["replicate"]) for f in manifest["failed"]] == [("no_channels", 1)]
