@@ -295,7 +295,7 @@ def _data_cfg(overrides: dict, households: int = 20_000):
 
 NEVER_MEDICAL = {
     "policy.channels.data.medical_threshold": 1e9,
-    "policy.channels.data.medical_share_threshold": 1e6,
+    "policy.channels.data.medical_share_threshold": 10.0,
 }
 NEVER_DATA = {
     **NEVER_MEDICAL,
