@@ -103,6 +103,11 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "an unfinished run of the same experiment is resumed, a folder of other files is refused",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    run.add_argument(
+        "--yes", action="store_true",
+        help="start without asking when the experiment is very large (over 1e11 household-months in all); "
+        "a population that does not fit in this machine's memory is refused all the same",
+    )
 
 
 def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -471,10 +476,51 @@ def _print_experiment(experiment, outcome, metrics: list[str] | None) -> None:
             print(format_sweep(sweep_table(compare, points, metric, signed=True), swept))
 
 
+def _confirm_size(experiment, workers: int | None, args: argparse.Namespace) -> bool:
+    """Whether to start ``experiment``: its memory checked against this machine's, a very large one confirmed.
+
+    Memory is checked for the processes that run at once on this machine (not on a cluster
+    of ``--scheduler``, whose memory is its own): :class:`~povsim.sizing.SizeError` when
+    they do not fit.  An experiment over :data:`~povsim.sizing.LARGE_HOUSEHOLD_MONTHS` is
+    asked about at a terminal and refused elsewhere, unless ``--yes``.
+    """
+    from . import sizing
+    from .cluster import available_cores
+
+    configs = [experiment.config_for(spec) for spec in experiment.runs]
+    largest = max(c.population.households for c in configs)
+    if args.scheduler is None:
+        processes = max(1, workers or 1)
+        if args.split > 1:  # one population split over the workers: each holds its share
+            sizing.check_memory(-(-largest // processes), processes)
+        else:
+            sizing.check_memory(largest, min(processes, len(configs)))
+    total = sizing.household_months(configs)
+    if args.yes or total <= sizing.LARGE_HOUSEHOLD_MONTHS:
+        return True
+    cores = available_cores() if args.scheduler is None else 1
+    what = f"{len(configs):,} run(s) of up to {largest:,} households: {sizing.describe(total, cores)}"
+    if not sys.stdin.isatty():
+        raise sizing.SizeError(
+            f"{str(args.experiment)!r} is very large ({what}); allowed: at most "
+            f"{sizing.LARGE_HOUSEHOLD_MONTHS:.0e} household-months without --yes (add --yes to start it)"
+        )
+    print(_wrap(f"povsim: {str(args.experiment)!r} is very large: {what}."), file=sys.stderr)
+    try:
+        answer = input("Start it? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("povsim: not started", file=sys.stderr)
+    return False
+
+
 def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
     from .cluster import available_cores, open_client
     from .config import ConfigError
     from .experiments import HEADLINE
+    from .files import check_output_place
     from .results import check_replaceable
 
     experiment = _load(args)
@@ -487,11 +533,14 @@ def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
         if metric not in HEADLINE:
             raise ConfigError(f"--metric {metric!r}: unknown headline number; allowed: {', '.join(HEADLINE)}")
     out = args.out if args.out is not None else Path("results") / experiment.name
+    check_output_place(out, runs=len(experiment.runs))
     check_replaceable(out)
     n_runs = len(experiment.runs)
     workers = args.workers
     if workers is None and args.scheduler is None:  # one per core, no more than there is work for
         workers = min(available_cores(), args.split if args.split > 1 else n_runs)
+    if not _confirm_size(experiment, workers, args):
+        return EXIT_BAD_INPUT
     try:
         if args.scheduler:
             with open_client(scheduler=args.scheduler) as client:
@@ -522,6 +571,7 @@ def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import Calibration
+    from .files import check_output_place, writing_into
     from .results import check_replaceable
 
     overrides = {"population.households": args.households} if args.households else None
@@ -532,6 +582,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         calibration.seeds = args.seeds
     calibration.validate()
     out = args.out if args.out is not None else Path("results") / calibration.name
+    check_output_place(out)
     check_replaceable(out)
     client = cluster = None
     if args.workers and args.workers > 1 and (calibration.method == "differential-evolution" or calibration.seeds):
@@ -545,7 +596,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
             cluster.close()
-    path = result.save(out)
+    with writing_into(out):
+        path = result.save(out)
     if not args.quiet:
         print(result.report())
         print(f"written to {path}/")
@@ -594,6 +646,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     import time
 
     from .figures import FULL, QUICK, build_figures
+    from .files import check_output_place
 
     scale = QUICK if args.quick else FULL
     command = ["povsim figures"] + (["--docs"] if args.docs else []) + (["--quick"] if args.quick else [])
@@ -608,6 +661,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(text, file=sys.stderr, flush=True)
 
+    check_output_place(out)
     t0 = time.perf_counter()
     written = build_figures(
         out, scale=scale, experiments=args.experiments, measurement=args.measurement, only=args.only, log=log,
@@ -701,6 +755,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     from .config import ConfigError
+    from .files import OutputPlaceError, OutputWriteError
+    from .sizing import SizeError
 
     try:
         if args.command == "run":
@@ -721,9 +777,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush has somewhere to go
         return 0
-    except (ConfigError, FileExistsError, ConnectionError) as err:
+    except (ConfigError, FileExistsError, ConnectionError, OutputPlaceError, SizeError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputWriteError as err:  # the disk filled (or the folder went) while writing: nothing looks complete
+        print(f"povsim: error: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("povsim: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -470,6 +470,7 @@ class Experiment:
         """
         from ._jit import source_hash
         from .cluster import open_client
+        from .files import check_output_place, writing_into
         from .results import check_replaceable
         from .store import RunStore, mark_run
 
@@ -482,6 +483,8 @@ class Experiment:
         one_result = out is not None and single
         store = RunStore(out, self.name) if out is not None and not single else None
         t0 = time.perf_counter()
+        if out is not None:  # before any month is simulated: a file in the way, no permission, no room
+            check_output_place(out, runs=len(runs))
         if one_result:
             check_replaceable(out)
             engine = source_hash()
@@ -501,7 +504,8 @@ class Experiment:
                         if isinstance(outcome, Result):
                             done[spec] = outcome
                             if store is not None:
-                                store.write_run(spec.path, spec.to_dict(), outcome)
+                                with writing_into(out, kept="; the runs finished before are kept"):
+                                    store.write_run(spec.path, spec.to_dict(), outcome)
                             elif one_result:
                                 mark_run(outcome, self.name, spec.to_dict(), engine)
                         else:
@@ -524,9 +528,12 @@ class Experiment:
                       "redone": dict(store.redone) if store is not None else {}},
             )
             if store is not None:
-                store.finish(lambda directory: result.write_files(directory, runs=False), [spec.path for spec in runs])
+                with writing_into(out, kept="; the finished runs are kept"):
+                    store.finish(lambda directory: result.write_files(directory, runs=False),
+                                 [spec.path for spec in runs])
             elif one_result and result.runs:
-                result.save(out)
+                with writing_into(out):
+                    result.save(out)
             return result
         finally:
             if store is not None:

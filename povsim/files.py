@@ -18,10 +18,17 @@ This module owns how povsim writes anything a reader may open while it is being 
 :func:`write_text_atomically` write data already in memory; :func:`write_folder_atomically`
 does the same for a whole folder, and :func:`remove_folder` deletes one so that a stop
 midway never leaves a half-deleted folder under its name.
+
+:func:`check_output_place` tries an output folder's place before any work is done: a file
+where a folder must be, a folder that cannot be written (read-only, no permission) or a
+disk without room is refused then (:class:`OutputPlaceError`), not after hours of
+simulation.  A write that fails later all the same (the disk filled meanwhile) is
+reported by the caller as :class:`OutputWriteError`, with nothing left that looks complete.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -38,6 +45,10 @@ __all__ = [
     "sha256",
     "is_temporary",
     "TEMPORARY_SUFFIXES",
+    "OutputPlaceError",
+    "OutputWriteError",
+    "check_output_place",
+    "writing_into",
 ]
 
 #: how the names of this module's temporaries end: ``.<name>.<random>.tmp`` is a file or folder being
@@ -45,6 +56,85 @@ __all__ = [
 TEMPORARY_SUFFIXES = (".tmp", ".old")
 
 _ATTEMPTS = 100
+
+
+class OutputPlaceError(ValueError):
+    """An output folder's place cannot be used: found before any work (bad input: exit status 2)."""
+
+
+class OutputWriteError(OSError):
+    """Writing the results failed part way (e.g. the disk is full): nothing written looks complete."""
+
+    @classmethod
+    def from_error(cls, err: OSError, directory: str | Path, kept: str = "") -> "OutputWriteError":
+        """The one-line report of ``err``, raised while writing into ``directory``; ``kept``: what is kept."""
+        what = err.strerror or str(err)
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        hint = " free some space and" if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return cls(
+            err.errno,
+            f"cannot write the results in {str(directory)!r}: {what}{where}; nothing there is marked complete"
+            f"{kept};{hint} run the same command again",
+        )
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+#: room an output folder needs besides its runs: the tables, figures and report of an experiment
+OUTPUT_BYTES_FIXED = 8 << 20
+#: room one run's files take (metrics, events, delays, config and manifest: about 0.2 MB measured for
+#: 1,000 to 1,000,000 households over 2013-2020; they grow with the months, not the households)
+OUTPUT_BYTES_PER_RUN = 1 << 20
+
+
+def check_output_place(directory: str | Path, runs: int = 1) -> None:
+    """Refuse, before any work, an output folder that cannot be made, written, or has no room.
+
+    The nearest part of ``directory`` that exists must be a folder in which a file can be
+    made (a probe file is made and deleted there: read-only file systems and permissions
+    are found as the writer would find them), and its disk must have room for ``runs``
+    runs' files (:data:`OUTPUT_BYTES_PER_RUN` each, plus :data:`OUTPUT_BYTES_FIXED`).
+    Raises :class:`OutputPlaceError` naming the path, the problem and what is allowed.
+    Nothing is left behind.
+    """
+    directory = Path(directory)
+    place = directory
+    while not os.path.lexists(place) and place != place.parent:
+        place = place.parent
+    allowed = "allowed: a folder you can write to, or a new one under such a folder"
+    if not place.is_dir():
+        what = "is a file, not a folder" if place.exists() else "is a broken link"
+        raise OutputPlaceError(f"output folder {str(directory)!r}: {str(place)!r} {what}; {allowed}")
+    try:
+        probe = _temporary(place / ".povsim-probe", ".tmp", _make_file)
+    except OSError as err:
+        raise OutputPlaceError(
+            f"output folder {str(directory)!r}: cannot write in {str(place)!r} ({err.strerror or err}); {allowed}"
+        ) from None
+    probe.unlink(missing_ok=True)
+    need = OUTPUT_BYTES_FIXED + runs * OUTPUT_BYTES_PER_RUN
+    free = shutil.disk_usage(place).free
+    if free < need:
+        raise OutputPlaceError(
+            f"output folder {str(directory)!r}: its disk has {free / 2**20:.1f} MiB free, and {runs:,} run(s) need "
+            f"about {need / 2**20:.0f} MiB; allowed: a disk with room (free some space, or choose another --out)"
+        )
+
+
+@contextmanager
+def writing_into(directory: str | Path, kept: str = "") -> Iterator[None]:
+    """Report an ``OSError`` of the block (a full disk, a lost mount) as one :class:`OutputWriteError`.
+
+    ``kept`` says what stays usable (e.g. "; the finished runs are kept").  A refusal
+    (``FileExistsError``: a foreign file, another writer's lock) passes through unchanged.
+    """
+    try:
+        yield
+    except (FileExistsError, OutputWriteError):
+        raise
+    except OSError as err:
+        raise OutputWriteError.from_error(err, directory, kept) from err
 
 
 def sha256(path: str | Path) -> str:

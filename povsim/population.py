@@ -43,6 +43,7 @@ from .components.base import FLAG_CONNECTED, FLAG_COVERED, FLAG_POOR, FLAG_REGIS
 from .components.poverty import RING_MONTHS  # noqa: F401
 from .components.support import CAPACITY_SCALE  # noqa: F401
 from .config import Config
+from .sizing import check_memory
 
 __all__ = ["Households", "Villages", "Population", "build_population", "allocate", "poor_area_counties", "structure"]
 
@@ -222,6 +223,7 @@ def build_population(cfg: Config, villages: tuple[int, int] | None = None) -> Po
         village_start = village_start[v0 : v1 + 1] - first_id
         village_county = village_county[v0:v1].copy()
     n = int(village_start[-1])
+    check_memory(n)  # before allocating: a population that cannot fit is refused, not swapped or killed
     hh = allocate(n)
     k0, k1 = rng.split_seed(cfg.seed)
     inc = cfg.income

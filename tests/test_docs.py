@@ -177,6 +177,16 @@ def test_readme_links_every_docs_page():
         assert f"](docs/{page})" in listed, f"README's Documentation list does not link docs/{page}"
 
 
+def test_the_reliability_page_names_only_tests_that_exist():
+    """Every promise on the page names its test: each named test is a test function of that file."""
+    page = (REPO / "docs" / "reliability.md").read_text()
+    named = re.findall(r"`(tests/[a-z_]+\.py)::([a-z0-9_]+)`", page)
+    assert len(named) >= 20
+    for path, name in named:
+        source = (REPO / path).read_text()
+        assert re.search(rf"^def {name}\(", source, flags=re.M), f"{path}::{name} is not a test"
+
+
 def test_mkdocs_nav_lists_every_page():
     config = (REPO / "mkdocs.yml").read_text()
     nav = config.split("\nnav:\n", 1)[1].split("\n\n", 1)[0]
