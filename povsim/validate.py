@@ -44,7 +44,7 @@ from .components.base import NO_MONTH
 from .components.poverty import record_sum
 from .components.registration import below_with_error
 from .config import ConfigError, format_month, load_config
-from .files import atomic_file, write_text_atomically
+from .files import OutputPlaceError, atomic_file, check_output_place, write_text_atomically
 from .population import FLAG_POOR, FLAG_REGISTERED, MONTH_ORIGIN, NEVER
 
 __all__ = [
@@ -614,8 +614,10 @@ def check_arguments(args: argparse.Namespace):
         raise ConfigError(f"--assessor-sd {args.assessor_sd!r}: allowed a finite number >= 0 (log points)")
     if not 0 <= args.office_share <= 1:
         raise ConfigError(f"--office-share {args.office_share!r}: allowed a number from 0 to 1 (a correlation)")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {str(args.out)!r}: not a folder; allowed a folder (made if missing)")
+    try:  # before anything is simulated: a file in the way, no permission, no room
+        check_output_place(args.out)
+    except OutputPlaceError as err:
+        raise ConfigError(f"--out {str(args.out)!r}: {err}") from None
     try:
         cfg = load_config(args.experiment, overrides={"population.households": args.households})
     except ConfigError as err:

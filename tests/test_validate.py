@@ -411,6 +411,13 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, extra, message, 
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_place_under_a_file_is_refused_before_anything_runs(tmp_path, nothing_runs):
+    (tmp_path / "docs").write_text("a file")
+    with pytest.raises(ConfigError, match=r"--out '.*docs.out'.*is a file, not a folder") as err:
+        check_arguments(_args(tmp_path, "--out", str(tmp_path / "docs" / "out")))
+    assert "\n" not in str(err.value) and (tmp_path / "docs").read_text() == "a file"
+
+
 def test_the_defaults_are_checked_and_read(tmp_path):
     cfg, targets = check_arguments(_args(tmp_path))
     assert cfg.population.households == 2_000_000 and len(targets) > 5
