@@ -198,3 +198,16 @@ def test_an_experiment_of_another_version_warns_once(experiment_run, tmp_path):
 def test_experimentresult_load_of_a_single_result_says_so(copy):
     with pytest.raises(ResultError, match="a single run's result, not an experiment folder"):
         ExperimentResult.load(copy)
+
+
+def test_a_sweep_folder_loads_back_with_its_points(tmp_path):
+    base = povsim.load_config(overrides={**SHORT, **ONETIME, "population.households": 300}).to_dict()
+    exp = Experiment.from_dict(base, sweep={"grid": {"policy.support.transfer": [100.0, 300.0]}})
+    outcome = exp.run(out=tmp_path / "sweep")
+    loaded = load_result(tmp_path / "sweep")
+    assert isinstance(loaded, ExperimentResult) and loaded.experiment.sweep is not None
+    assert loaded.experiment.sweep.points == outcome.experiment.sweep.points
+    pd.testing.assert_frame_equal(loaded.points(), outcome.points())
+    pd.testing.assert_frame_equal(loaded.metrics(), outcome.metrics(), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.summary(), outcome.summary(), check_exact=True)
+    assert loaded.experiment.point_configs[("baseline", 1)].policy.support.transfer == 300.0
