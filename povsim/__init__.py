@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "Config", "ConfigError", "load_config", "run", "Simulation", "Result", "load_result",
-    "Experiment", "ExperimentResult",
+    "__version__", "Config", "ConfigError", "load_config", "run", "Simulation", "Result", "ResultError",
+    "load_result", "Experiment", "ExperimentResult",
 ]
 
 _LAZY = {
@@ -36,6 +36,7 @@ _LAZY = {
     "load_config": ("povsim.config", "load_config"),
     "Simulation": ("povsim.engine", "Simulation"),
     "Result": ("povsim.results", "Result"),
+    "ResultError": ("povsim.results", "ResultError"),
     "load_result": ("povsim.results", "load_result"),
     "Experiment": ("povsim.experiments", "Experiment"),
     "ExperimentResult": ("povsim.experiments", "ExperimentResult"),
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Config, ConfigError, load_config
     from .engine import Simulation
     from .experiments import Experiment, ExperimentResult
-    from .results import Result, load_result
+    from .results import Result, ResultError, load_result
 
 
 def __getattr__(name: str) -> Any:

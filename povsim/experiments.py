@@ -811,6 +811,92 @@ class ExperimentResult:
             raise ValueError("this experiment has no [sweep]")
         return plot_sweep(self.summary(), self.points(), metric, title=self.experiment.name)
 
+    @classmethod
+    def load(cls, directory: str | Path) -> ExperimentResult:
+        """Read back an experiment folder (``Experiment.run(out=...)``, :meth:`save`, ``povsim run``).
+
+        Its runs are read from ``runs/`` and the experiment (scenarios and their patches,
+        seeds, replicates, sweep points) from its manifest, so :meth:`summary`,
+        :meth:`metrics`, :meth:`compare` and the rest give what they gave when it was
+        saved.  A missing, truncated, malformed or changed file (against the checksums
+        the manifests record) raises :class:`~povsim.results.ResultError` naming it; a
+        folder written by another povsim version gives a ``UserWarning`` naming both.
+        :func:`povsim.load_result` reads any povsim folder, this one included.
+        """
+        from .results import read_manifest
+
+        directory = Path(directory)
+        return cls._load(directory, read_manifest(directory))
+
+    @classmethod
+    def _load(cls, directory: Path, manifest: dict[str, Any]) -> ExperimentResult:
+        from .results import ResultError, _check_version, check_files, read_result
+
+        where = directory / "manifest.json"
+        if manifest.get("kind") != "experiment":
+            raise ResultError(f"{where}: a single run's result, not an experiment folder (read it with "
+                              "povsim.load_result)")
+        try:
+            name = str(manifest["experiment"])
+            seed = int(manifest["seed"])
+            replicates = int(manifest["replicates"])
+            seeds = [int(v) for v in manifest.get("replicate_seeds") or replicate_seeds(seed, replicates)]
+            patches = {str(k): dict(v) for k, v in manifest["scenarios"].items()}
+            sweep_spec = manifest.get("sweep")
+            failed = {(f["scenario"], f.get("point"), f["replicate"]): str(f.get("error", ""))
+                      for f in manifest.get("failed") or []}
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ResultError(f"{where}: not a complete experiment manifest ({type(err).__name__}: {err})") from None
+        if BASELINE not in patches or len(seeds) != replicates:
+            raise ResultError(f"{where}: not a complete experiment manifest (scenarios or replicate_seeds)")
+        _check_version(directory, manifest)
+        check_files(directory, manifest)  # the tables, figures and report as povsim wrote them
+        sweep = None
+        if sweep_spec is not None:
+            spec = {k: v for k, v in sweep_spec.items() if k != "points"}
+            points = tuple(dict(p) for p in sweep_spec.get("points") or [])
+            keys = tuple(spec.get("grid") or spec.get("ranges") or (points[0] if points else ()))
+            sweep = Sweep(str(spec.get("method", "grid")), keys, points, spec)
+        where_points: list[int | None] = list(range(len(sweep.points))) if sweep is not None else [None]
+        specs = [RunSpec(scenario, k, s, point) for point in where_points for k, s in enumerate(seeds)
+                 for scenario in patches]
+        complete = manifest.get("status") == "complete"
+        runs: dict[RunSpec, Result] = {}
+        failures: dict[RunSpec, str] = {}
+        for spec in specs:
+            folder = directory / "runs" / spec.path
+            if folder.is_dir():
+                result = read_result(folder, warn=False)
+                labels = result.manifest.get("run")
+                if labels is not None and labels != spec.to_dict():
+                    raise ResultError(f"{folder / 'manifest.json'}: the run of {labels}, not of {spec.to_dict()}")
+                runs[spec] = result
+            elif (spec.scenario, spec.point, spec.replicate) in failed:
+                failures[spec] = failed[(spec.scenario, spec.point, spec.replicate)]
+            elif complete:
+                raise ResultError(f"{folder}: missing (the experiment's manifest says it is complete)")
+        if not runs:
+            raise ResultError(f"{directory / 'runs'}: no finished run to read")
+
+        def config_of(scenario: str, point: int | None) -> Config:
+            found = [r for s, r in runs.items() if s.scenario == scenario and (point is None or s.point == point)]
+            if found:
+                return found[0].config.model_copy(update={"seed": seed}, deep=True)
+            base = [r for s, r in runs.items() if s.scenario == BASELINE and (point is None or s.point == point)]
+            source = base[0] if base else next(iter(runs.values()))
+            data = source.config.to_dict()
+            data["seed"] = seed
+            return validate(apply_overrides(data, patches[scenario]))
+
+        configs = {scenario: config_of(scenario, None) for scenario in patches}
+        point_configs = ({(scenario, p): config_of(scenario, p) for p in range(len(sweep.points)) for scenario in patches}
+                         if sweep is not None else {})
+        experiment = Experiment(name=name, configs=configs, patches=patches, path=None, replicates=replicates,
+                                sweep=sweep, overrides=dict(manifest.get("overrides") or {}),
+                                point_configs=point_configs)
+        info = {k: manifest[k] for k in ("elapsed_s", "workers", "split", "resumed", "redone") if k in manifest}
+        return cls(experiment, runs, failures, info=info)
+
     def save(self, directory: str | Path) -> Path:
         """Write the experiment into ``directory`` (replacing an earlier result), atomically.
 

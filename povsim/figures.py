@@ -6,7 +6,10 @@ the experiment files in ``experiments/`` (each once, however many figures use it
 draws the figures with :mod:`povsim.plots`, writes each PNG atomically (a temporary
 file beside it, then a rename, :mod:`povsim.files`) and rewrites ``index.md`` beside them:
 into ``results/figures/`` by default, into ``docs/figures/`` only when asked
-(``povsim figures --docs``).
+(``povsim figures --docs``).  ``manifest.json`` in that folder records every file it wrote
+there with its checksum; a file of the same name it did not write, or one changed since,
+is never overwritten: the build is refused before anything runs
+(:func:`check_overwritable`).  The experiments folder is read for its TOML files only.
 
 The speed figure is drawn from a saved measurement, not measured here: a JSON file
 (``docs/figures/performance.json`` in the repository) written by
@@ -42,7 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .files import atomic_file, write_text_atomically
+from .files import atomic_file, sha256, write_text_atomically
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -67,9 +70,15 @@ __all__ = [
     "read_figure",
     "index_markdown",
     "write_index",
+    "figures_manifest",
+    "check_overwritable",
+    "FIGURES_MANIFEST",
 ]
 
 INDEX = "index.md"
+#: the record ``povsim figures`` keeps in its output folder: every file it wrote there, with its checksum
+FIGURES_MANIFEST = "manifest.json"
+FIGURES_KIND = "povsim figures"
 #: the speed measurement the speed figure is drawn from, beside the experiments folder
 #: (written by ``python benchmarks/speed_figure.py``)
 MEASUREMENT = Path("docs") / "figures" / "performance.json"
@@ -676,7 +685,10 @@ def build_figures(
     validated before anything runs: a missing file or a bad key raises
     :class:`~povsim.config.ConfigError` and nothing is written.
     ``command`` is recorded in each figure's provenance (default: the ``povsim figures``
-    command line that gives ``scale``).  Returns the paths written (figures, then the index).
+    command line that gives ``scale``).  A file of the same name in ``out`` that ``povsim figures`` did
+    not write there, or that changed since (:func:`check_overwritable`), raises ``FileExistsError``
+    before anything runs.  Returns the paths written (figures, then the index); ``manifest.json``
+    records them, with their checksums.
     """
     from .config import ConfigError
 
@@ -693,6 +705,7 @@ def build_figures(
     if measurement is None:
         measurement = experiments.parent / MEASUREMENT
     specs = [_spec(n) for n in dict.fromkeys(only)] if only else list(FIGURES)
+    check_overwritable(out, [spec.file for spec in specs] + [INDEX])  # before anything runs
     if command is None:
         command = {"full": "povsim figures", "quick": "povsim figures --quick"}.get(
             scale.name, f"povsim.figures.build_figures(scale={scale!r})"
@@ -713,7 +726,64 @@ def build_figures(
         written.append(save_figure(fig, out / spec.file, spec.title, caption, prov))
         log(f"  wrote {out / spec.file} ({time.perf_counter() - t0:.1f} s)")
     written.append(write_index(out))
+    _record_written(out, [path.name for path in written], command)
     return written
+
+
+def figures_manifest(folder: str | Path) -> dict[str, Any] | None:
+    """The record of what ``povsim figures`` wrote in ``folder`` (its ``manifest.json``), or None if it has none."""
+    try:
+        manifest = json.loads((Path(folder) / FIGURES_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("kind") != FIGURES_KIND or not isinstance(manifest.get("files"), dict):
+        return None
+    return manifest
+
+
+def check_overwritable(folder: str | Path, names: list[str]) -> None:
+    """Refuse (``FileExistsError``, one line naming the file) to write ``names`` into ``folder`` where one of them,
+    or its ``manifest.json``, is there and was not written by ``povsim figures`` as it is now.
+
+    A file of the same name may be replaced only when the folder's manifest lists it with the
+    checksum it has: one the user put there, or edited since, is never overwritten.
+    """
+    import os
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    manifest = figures_manifest(folder)
+    advice = "move it, or choose another --out"
+    record = folder / FIGURES_MANIFEST
+    if os.path.lexists(record) and manifest is None:
+        raise FileExistsError(f"{record}: exists and is not the record povsim figures keeps of its files; {advice}")
+    for name in names:
+        path = folder / name
+        if not os.path.lexists(path):
+            continue
+        if manifest is None:
+            raise FileExistsError(f"{path}: exists and povsim figures did not write it (no {FIGURES_MANIFEST} in "
+                                  f"{folder}); {advice}")
+        digest = manifest["files"].get(name)
+        if digest is None:
+            raise FileExistsError(f"{path}: exists and povsim figures did not write it (not in {record}); {advice}")
+        if path.is_symlink() or not path.is_file() or sha256(path) != digest:
+            raise FileExistsError(f"{path}: changed since povsim figures wrote it (its checksum differs from "
+                                  f"{record}'s); {advice}")
+
+
+def _record_written(folder: Path, names: list[str], command: str) -> Path:
+    """Rewrite ``folder``'s manifest: the files written now and those of earlier runs still as they were written."""
+    from . import __version__
+
+    earlier = (figures_manifest(folder) or {}).get("files", {})
+    files = {name: digest for name, digest in earlier.items()
+             if name not in names and (folder / name).is_file() and sha256(folder / name) == digest}
+    files.update({name: sha256(folder / name) for name in names})
+    manifest = {"kind": FIGURES_KIND, "povsim_version": __version__, "command": command,
+                "created": _now().isoformat(timespec="seconds"), "files": dict(sorted(files.items()))}
+    return write_text_atomically(folder / FIGURES_MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 def _md_escape(text: str) -> str:

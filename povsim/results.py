@@ -31,7 +31,7 @@ from .config import Config, format_month
 from .files import is_temporary, sha256, write_folder_atomically
 from .metrics import yearly_summary
 
-__all__ = ["Result", "load_result", "write_atomically", "check_replaceable"]
+__all__ = ["Result", "ResultError", "load_result", "write_atomically", "check_replaceable"]
 
 FILES = ("metrics.parquet", "events.parquet", "delays.parquet", "config.json", "manifest.json", "errors.png")
 
@@ -337,18 +337,118 @@ def write_atomically(directory: Path, write) -> Path:
     return write_folder_atomically(directory, write)
 
 
-def load_result(directory: str | Path) -> Result:
-    """Read a result written by :meth:`Result.save`."""
-    directory = Path(directory)
-    missing = [f for f in ("metrics.parquet", "config.json", "manifest.json") if not (directory / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{str(directory)!r} is not a povsim result: missing {', '.join(missing)}")
-    metrics = pd.read_parquet(directory / "metrics.parquet")
-    config = Config.model_validate(json.loads((directory / "config.json").read_text()))
-    manifest = json.loads((directory / "manifest.json").read_text())
-    events = pd.read_parquet(directory / "events.parquet") if (directory / "events.parquet").is_file() else None
-    delays = pd.read_parquet(directory / "delays.parquet") if (directory / "delays.parquet").is_file() else None
+class ResultError(ValueError):
+    """A saved result or experiment folder that cannot be read back: the message names the file and the problem."""
+
+
+def _check_version(directory: Path, manifest: dict[str, Any]) -> None:
+    """Warn (once) when ``directory`` was written by another povsim version than this one."""
+    import warnings
+
+    from . import __version__
+
+    written = manifest.get("povsim_version")
+    if written != __version__:
+        warnings.warn(
+            f"{str(directory)!r} was written by povsim {written}; this is povsim {__version__} (its numbers are "
+            f"povsim {written}'s: run it again with povsim {__version__} to compare like with like)",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The povsim manifest of ``directory``, or :class:`ResultError` naming ``manifest.json`` and what is wrong."""
+    path = directory / "manifest.json"
+    if not directory.is_dir():
+        raise ResultError(f"{path}: missing; {str(directory)!r} is not a folder")
+    if not path.is_file():
+        raise ResultError(f"{path}: missing; not a povsim result folder")
+    manifest = _read_json(path)
+    if not isinstance(manifest, dict) or "povsim_version" not in manifest:
+        raise ResultError(f"{path}: not a povsim manifest (no povsim_version); not a povsim result folder")
+    return manifest
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ResultError(f"{path}: not a text file (invalid UTF-8)") from None
+    except OSError as err:
+        raise ResultError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ResultError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except OSError as err:
+        if not path.is_file():
+            raise ResultError(f"{path}: missing") from None
+        raise ResultError(f"{path}: truncated or not a Parquet file ({err})") from None
+    except Exception as err:  # noqa: BLE001 - pyarrow's own errors (ArrowInvalid, ...) for a damaged file
+        raise ResultError(f"{path}: truncated or not a Parquet file ({err})") from None
+
+
+def check_files(directory: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists (with its checksum) is there as povsim wrote it, or :class:`ResultError`."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return  # written before manifests recorded checksums: nothing to check against
+    for name, digest in sorted(files.items()):
+        path = directory / name
+        if not path.is_file():
+            raise ResultError(f"{path}: missing (manifest.json lists it)")
+        if sha256(path) != digest:
+            raise ResultError(f"{path}: damaged or changed since povsim wrote it (its checksum differs from the one "
+                              "manifest.json records)")
+
+
+def read_result(directory: Path, warn: bool = True) -> Result:
+    """A single run's result in ``directory`` (see :func:`load_result`); ``warn``: about another povsim version."""
+    manifest = read_manifest(directory)
+    if manifest.get("kind") == "experiment":
+        raise ResultError(f"{directory / 'manifest.json'}: an experiment folder, not a single run's result "
+                          "(read it with povsim.load_result or ExperimentResult.load)")
+    for name in ("metrics.parquet", "config.json"):
+        if not (directory / name).is_file():
+            raise ResultError(f"{directory / name}: missing; not a complete povsim result")
+    if warn:
+        _check_version(directory, manifest)
+    check_files(directory, manifest)
+    metrics = _read_parquet(directory / "metrics.parquet")
+    data = _read_json(directory / "config.json")
+    try:
+        config = Config.model_validate(data)
+    except ValueError as err:  # pydantic's ValidationError
+        first = str(err).splitlines()
+        raise ResultError(f"{directory / 'config.json'}: not a valid povsim config ({'; '.join(first[:3])})") from None
+    events = _read_parquet(directory / "events.parquet") if (directory / "events.parquet").is_file() else None
+    delays = _read_parquet(directory / "delays.parquet") if (directory / "delays.parquet").is_file() else None
     return Result(metrics=metrics, config=config, manifest=manifest, events=events, delays=delays)
+
+
+def load_result(directory: str | Path):
+    """Read back a folder written by povsim: a single run's :class:`Result` (:meth:`Result.save`,
+    ``povsim run`` of one run) or an experiment's
+    :class:`~povsim.experiments.ExperimentResult` (``Experiment.run(out=...)``,
+    :meth:`~povsim.experiments.ExperimentResult.save`, ``povsim run`` of several runs).
+
+    A missing, truncated, malformed or changed file (its checksum, where the manifest
+    records one) raises :class:`ResultError` naming the file and the problem; a folder
+    written by another povsim version gives a ``UserWarning`` naming both versions.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest.get("kind") == "experiment":
+        from .experiments import ExperimentResult
+
+        return ExperimentResult._load(directory, manifest)
+    return read_result(directory)
 
 
 def event_table(totals, months: list[int], events) -> pd.DataFrame:

@@ -47,8 +47,8 @@ from .results import (  # noqa: F401  (EXPERIMENT_FILES re-exported)
     LOCK_NAME,
     Result,
     check_replaceable,
-    load_result,
     povsim_manifest,
+    read_result,
     verify_result,
     written_files,
 )
@@ -215,7 +215,7 @@ class RunStore:
         reason = verify_result(folder)  # every file as povsim wrote it (its checksum)
         if reason is None:
             try:
-                return load_result(folder)
+                return read_result(folder, warn=False)
             except (OSError, ValueError) as err:
                 reason = f"it cannot be read ({err})"
         self.redone[path] = reason

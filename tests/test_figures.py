@@ -105,7 +105,10 @@ def test_every_line_of_every_figure_runs_forward(drawn):
 def test_every_figure_is_written_with_the_index(built):
     out, written, _ = built
     assert [p.name for p in written] == [f.file for f in F.FIGURES] + ["index.md"]
-    assert sorted(os.listdir(out)) == sorted([f.file for f in F.FIGURES] + ["index.md"])  # no temporary files left
+    # no temporary files left; the manifest records every file written, with its checksum
+    assert sorted(os.listdir(out)) == sorted([f.file for f in F.FIGURES] + ["index.md", "manifest.json"])
+    record = json.loads((out / "manifest.json").read_text())
+    assert record["files"] == {p.name: F.sha256(p) for p in written}
     umask = os.umask(0)
     os.umask(umask)
     for spec in F.FIGURES:
@@ -269,7 +272,7 @@ def test_a_missing_or_broken_measurement_is_refused_before_anything_is_written(t
     # the other figures do not need it
     F.build_figures(out, scale=TINY, experiments=EXPERIMENTS, measurement=tmp_path / "none.json",
                     only=["headcount_vs_official"])
-    assert sorted(os.listdir(out)) == ["headcount_vs_official.png", "index.md"]
+    assert sorted(os.listdir(out)) == ["headcount_vs_official.png", "index.md", "manifest.json"]
 
 
 def test_the_library_imports_nothing_from_benchmarks():
@@ -377,7 +380,7 @@ def test_cli_figures(tmp_path):
     out = tmp_path / "figs"
     done = run_cli("figures", "--households", "300", "--only", "headcount_vs_official", "--out", str(out), cwd=REPO)
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(out)) == ["headcount_vs_official.png", "index.md"]
+    assert sorted(os.listdir(out)) == ["headcount_vs_official.png", "index.md", "manifest.json"]
     prov = F.read_figure(out / "headcount_vs_official.png")["provenance"]
     assert prov["command"] == "povsim figures --households 300 --only headcount_vs_official"
     assert prov["experiments"][0]["households"] == 300
@@ -392,7 +395,8 @@ def test_cli_figures_write_to_results_by_default_and_to_docs_only_when_asked(tmp
     done = run_cli("figures", "--households", "300", "--only", "headcount_vs_official", "--experiments",
                    str(REPO / "experiments"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(tmp_path / "results" / "figures")) == ["headcount_vs_official.png", "index.md"]
+    assert sorted(os.listdir(tmp_path / "results" / "figures")) == ["headcount_vs_official.png", "index.md",
+                                                                     "manifest.json"]
     assert sorted(os.listdir(tmp_path)) == ["docs", "results"]
     assert sorted(os.listdir(committed)) == ["headcount_vs_official.png", "index.md"]  # left as they were
     assert (committed / "headcount_vs_official.png").read_bytes() == b"committed figure"

@@ -73,7 +73,7 @@ def test_round_trip_of_the_full_model(full_result, tmp_path):
 
 def test_load_result_of_a_folder_that_is_not_a_result(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="metrics.parquet"):
+    with pytest.raises(povsim.ResultError, match="manifest.json: missing; not a povsim result folder"):
         load_result(tmp_path)
 
 
