@@ -49,6 +49,17 @@ _port = _integer_in(1, 65535, "a port is 1 to 65535")
 _count = _integer_in(0, None, "must be 0 or a positive integer")
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: seconds above 0, at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: seconds above 0, at most 3600")
+    return value
+
+
 def _page_households(text: str) -> int:
     from .mesa.county import MAX_HOUSEHOLDS
 
@@ -57,6 +68,7 @@ def _page_households(text: str) -> int:
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
+    from .cluster import CONNECT_TIMEOUT_S
     run.add_argument("experiment", type=Path, help="experiment file (TOML), e.g. experiments/quickstart.toml")
     run.add_argument(
         "--households", type=_positive_int, metavar="N", help="households to simulate (population.households)"
@@ -84,6 +96,10 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786",
+    )
+    run.add_argument(
+        "--connect-timeout", type=_seconds, metavar="SECONDS", default=CONNECT_TIMEOUT_S,
+        help="seconds to wait for the --scheduler to answer before giving up (default %(default)g)",
     )
     run.add_argument(
         "--split", type=_positive_int, metavar="K", default=1,
@@ -517,12 +533,14 @@ def _confirm_size(experiment, workers: int | None, args: argparse.Namespace) -> 
 
 
 def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
-    from .cluster import available_cores, open_client
+    from .cluster import available_cores, check_scheduler_address, open_client, quiet_distributed_logs
     from .config import ConfigError
     from .experiments import HEADLINE
     from .files import check_output_place
     from .results import check_replaceable
 
+    if args.scheduler is not None:  # a malformed address is refused before anything is read or written
+        check_scheduler_address(args.scheduler)
     experiment = _load(args)
     if sweep_view and experiment.sweep is None:
         raise ConfigError(
@@ -541,9 +559,13 @@ def _cmd_run(args: argparse.Namespace, sweep_view: bool = False) -> int:
         workers = min(available_cores(), args.split if args.split > 1 else n_runs)
     if not _confirm_size(experiment, workers, args):
         return EXIT_BAD_INPUT
+    if args.scheduler or (workers or 0) >= 2:
+        # povsim reports a lost scheduler, a failed run and an interrupt in one line each: distributed's
+        # own log of the same events (tracebacks of closed connections) is not shown on the terminal
+        quiet_distributed_logs()
     try:
         if args.scheduler:
-            with open_client(scheduler=args.scheduler) as client:
+            with open_client(scheduler=args.scheduler, timeout=args.connect_timeout) as client:
                 outcome = experiment.run(client, out=out, progress=not args.quiet, split=args.split)
         else:  # a local cluster is started only if there is work for it (a resumed experiment may have none)
             outcome = experiment.run(workers=workers, out=out, progress=not args.quiet, split=args.split)
@@ -754,6 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    from .cluster import ClusterStartError, SchedulerAddressError, SchedulerLostError
     from .config import ConfigError
     from .files import OutputPlaceError, OutputWriteError
     from .sizing import SizeError
@@ -780,6 +803,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileExistsError, ConnectionError, OutputPlaceError, SizeError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SchedulerAddressError as err:
+        print(f"povsim: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (SchedulerLostError, ClusterStartError) as err:  # the runs finished before are kept
+        print(f"povsim: error: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except OutputWriteError as err:  # the disk filled (or the folder went) while writing: nothing looks complete
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_RUN_FAILED

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -47,48 +49,368 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Seconds to wait for a Dask scheduler to answer before giving up.  An assumption, not a
+#: published figure: long enough for a scheduler across a data-centre network (distributed's
+#: own connect timeout is 30 s), short enough that a wrong address is reported promptly.
+#: ``--connect-timeout`` and ``open_client(timeout=...)`` set it.
+CONNECT_TIMEOUT_S = 20.0
+
+#: Seconds to wait for a client or a local cluster to close (an assumption: a cluster of
+#: idle workers closes in a second or two; one of hung workers is left to its nannies).
+CLOSE_TIMEOUT_S = 10.0
+
+#: The address schemes of distributed's comm backends that can reach a scheduler from another process.
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+_ADDRESS_ALLOWED = "allowed: tcp://HOST:PORT, the scheduler's address (its port is 8786 unless it was started otherwise)"
+
+
+class SchedulerAddressError(ValueError):
+    """A ``--scheduler`` address that cannot be a Dask scheduler's (found before connecting)."""
+
+
+class SchedulerUnreachableError(ConnectionError):
+    """Nothing at a scheduler's address answered as a Dask scheduler within the connect timeout."""
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler went away while runs were on it."""
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` as distributed reads it (``HOST:PORT`` becomes ``tcp://HOST:PORT``), or
+    :class:`SchedulerAddressError` naming the address and what is allowed.
+
+    A scheduler listens on ``SCHEME://HOST:PORT`` with a scheme of :data:`SCHEDULER_SCHEMES`;
+    a web address (``http://``, the dashboard's) is refused with that said.
+    """
+    if not isinstance(address, str) or not address.strip():
+        raise SchedulerAddressError(f"scheduler address {address!r}: empty; {_ADDRESS_ALLOWED}")
+    text = address.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    scheme = scheme.lower()
+    if scheme in ("http", "https"):
+        raise SchedulerAddressError(
+            f"scheduler address {address!r}: a web address (the dashboard's, port 8787 by default) is not the "
+            f"scheduler's; {_ADDRESS_ALLOWED}"
+        )
+    if scheme not in SCHEDULER_SCHEMES:
+        raise SchedulerAddressError(
+            f"scheduler address {address!r}: unknown scheme {scheme!r} (allowed schemes: "
+            f"{', '.join(SCHEDULER_SCHEMES)}); {_ADDRESS_ALLOWED}"
+        )
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if "/" in rest.rstrip("/"):
+        raise SchedulerAddressError(f"scheduler address {address!r}: a path after the address; {_ADDRESS_ALLOWED}")
+    if not colon or not host or host in ("[]",):
+        raise SchedulerAddressError(f"scheduler address {address!r}: no host and port; {_ADDRESS_ALLOWED}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SchedulerAddressError(
+            f"scheduler address {address!r}: port {port!r} is not a number from 1 to 65535; {_ADDRESS_ALLOWED}"
+        )
+    return f"{scheme}://{host}:{int(port)}"
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        raise ValueError(f"connect timeout = {timeout!r}: allowed a number of seconds above 0, at most 3600")
+    return float(timeout)
+
+
+def probe_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
+    """Ask whatever listens at ``address`` who it is; return a scheduler's identity.
+
+    Every step (connecting, the comm handshake, the question and its answer) is bounded by
+    ``timeout`` seconds in all: distributed's own client waits without a bound for the
+    handshake of a server that accepts a connection and never answers (a web server, a
+    port forwarded to nothing).  Raises :class:`SchedulerUnreachableError` saying what was
+    reached and what to check.  Runs in a thread of its own, so that it works from a
+    notebook whose event loop is already running.
+    """
+    import asyncio
+
+    address = check_scheduler_address(address)
+    timeout = _check_timeout(timeout)
+    outcome: dict[str, Any] = {}
+
+    async def ask() -> dict[str, Any]:
+        from distributed.comm import connect
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def left() -> float:
+            return max(0.001, deadline - loop.time())
+
+        # first a plain TCP connection: whether anything listens there at all
+        scheme, rest = address.split("://", 1)
+        host, _, port = rest.rpartition(":")
+        if scheme != "ucx":
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), left())
+            except (asyncio.TimeoutError, OSError) as err:
+                outcome["stage"], outcome["error"] = "connecting", err
+                raise
+            writer.close()
+        stage = "asking who it is"  # something listens: from here on, a failure means it is not a scheduler
+        try:
+            comm = await asyncio.wait_for(connect(address, timeout=left()), left())
+        except BaseException as err:  # noqa: BLE001
+            outcome["stage"], outcome["error"] = stage, err
+            raise
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), left())
+            answer = await asyncio.wait_for(comm.read(), left())
+        except BaseException as err:  # noqa: BLE001 - any failure here: not a scheduler that answers
+            outcome["stage"], outcome["error"] = stage, err
+            raise
+        finally:
+            comm.abort()
+        return answer
+
+    def target() -> None:
+        try:
+            outcome["answer"] = asyncio.run(ask())
+        except BaseException as err:  # noqa: BLE001 - reported below, in the caller's thread
+            outcome.setdefault("error", err)
+            outcome.setdefault("stage", "connecting")
+
+    thread = threading.Thread(target=target, name="povsim-probe-scheduler", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)  # the steps are bounded; this bounds the thread itself
+    answer = outcome.get("answer")
+    if isinstance(answer, dict) and answer.get("type") == "Scheduler":
+        return answer
+    check = "check the address, that the scheduler runs, and that this machine may reach its port"
+    err = outcome.get("error")
+    if answer is not None:
+        what = f"answered, but as {answer.get('type', 'something') if isinstance(answer, dict) else 'something'} " \
+               f"other than a Dask scheduler"
+    elif outcome.get("stage") == "asking who it is" or (err is None and thread.is_alive()):
+        reason = "" if isinstance(err, asyncio.TimeoutError) or err is None else f" ({_short(err)})"
+        what = f"accepted the connection but did not answer as a Dask scheduler within {timeout:g} s{reason}"
+        check = ("check that this is the scheduler's port (8786 unless it was started otherwise), "
+                 "not its dashboard's (8787) or another service's")
+    elif isinstance(err, asyncio.TimeoutError):
+        what = f"no connection within {timeout:g} s"
+    else:
+        what = f"no connection ({_short(err)})"
+    raise SchedulerUnreachableError(f"Dask scheduler at {address!r}: {what}; {check}")
+
+
+def _short(err: BaseException | None) -> str:
+    text = str(err).split("\n")[0] if err is not None else ""
+    if "Connection refused" in text or isinstance(err, ConnectionRefusedError):
+        return "connection refused: nothing listens there"
+    if "Timed out" in text:
+        return "timed out"
+    return text[:200] or type(err).__name__
+
+
 @contextmanager
-def open_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+def open_client(
+    workers: int | None = None, scheduler: str | None = None, *, timeout: float = CONNECT_TIMEOUT_S
+) -> Iterator[Any]:
     """A Dask client for the duration of the block, or ``None`` for a serial run.
 
-    ``scheduler``: the address of an existing cluster (``tcp://host:port``); it
-    is used as it is and left running.  Otherwise ``workers`` >= 2 starts a
-    ``LocalCluster`` of that many worker processes, one thread each, every socket
-    (dashboards included) on 127.0.0.1 at a free port, closed at the end;
-    ``workers`` of 0, 1 or ``None`` gives ``None`` (run in this process, without
-    Dask: one worker would only add overhead).
+    ``scheduler``: the address of an existing cluster (``tcp://host:port``); it is
+    checked (:func:`check_scheduler_address`), asked who it is within ``timeout``
+    seconds (:func:`probe_scheduler`), used as it is and left running.  Otherwise
+    ``workers`` >= 2 starts a ``LocalCluster`` of that many worker processes, one
+    thread each, every socket (dashboards included) on 127.0.0.1 at a free port,
+    closed at the end; ``workers`` of 0, 1 or ``None`` gives ``None`` (run in this
+    process, without Dask: one worker would only add overhead).
     """
     if scheduler:
+        address = check_scheduler_address(scheduler)
+        probe_scheduler(address, timeout)
         from distributed import Client
 
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(address, timeout=f"{_check_timeout(timeout)}s")
         except (OSError, TimeoutError) as err:
-            raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler!r}: {err}") from None
+            raise SchedulerUnreachableError(
+                f"Dask scheduler at {address!r}: {_short(err)}; check the address and that the scheduler runs"
+            ) from None
         try:
             yield client
         finally:
-            client.close()
+            _close_quietly(client)
         return
     if workers is None or workers < 2:
         yield None
         return
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        worker_dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    )
+    _check_main_guard()
+    with _starting_workers(workers):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        )
     try:
-        with Client(cluster) as client:
+        client = Client(cluster)
+        try:
             yield client
+        finally:
+            _close_quietly(client)
     finally:
-        cluster.close()
+        _close_quietly(cluster)
+
+
+#: What a script that starts worker processes must do; said where that goes wrong.
+MAIN_GUARD = (
+    "in a script, put the code that runs the experiment under `if __name__ == \"__main__\":` "
+    "(each local worker process imports the script again; see the Dask section of the experiments page of the docs)"
+)
+
+
+class ClusterStartError(RuntimeError):
+    """A local Dask cluster's worker processes did not start."""
+
+
+def _check_main_guard() -> None:
+    """Stop a worker process that is importing the user's script and reached a cluster's start.
+
+    Dask starts worker processes by *spawn*: each imports the main script again (as
+    ``__mp_main__``) before it runs anything.  A script without a main guard then starts
+    a cluster inside each worker, which fails deep inside multiprocessing with hundreds of
+    lines; the worker stops here instead, with one line, and the parent says what to do.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(f"povsim: a worker process reached the start of a cluster: {MAIN_GUARD}")
+
+
+@contextmanager
+def _starting_workers(workers: int) -> Iterator[None]:
+    """Start a local cluster's worker processes: they ignore Ctrl-C, and a failure is one clear error.
+
+    SIGINT is ignored while the cluster starts, so that every worker process begins with it
+    ignored (an ignored signal stays ignored across ``exec``, and Python then leaves it so).
+    Ctrl-C at a terminal reaches every process of the terminal's group; afterwards it
+    interrupts this process only, which stops the experiment and closes the cluster, and no
+    worker prints a traceback.  While the workers start (a few seconds), Ctrl-C does nothing.
+    """
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        yield
+    except Exception as err:
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        hint = f"; {MAIN_GUARD}" if script else ""
+        message = str(err).splitlines()[0] if str(err) else "no message"
+        raise ClusterStartError(
+            f"could not start {workers} local Dask worker processes ({type(err).__name__}: {message}){hint}"
+        ) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+#: Set by :func:`catching_interrupts` when Ctrl-C is pressed; the loops that wait on a cluster check it.
+_INTERRUPTED = threading.Event()
+
+#: Seconds between two looks at the interrupt flag while waiting for runs on a cluster.
+POLL_S = 0.05
+
+
+@contextmanager
+def catching_interrupts() -> Iterator[threading.Event]:
+    """Make Ctrl-C stop the block even when it lands where it would be swallowed.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread is when SIGINT arrives;
+    inside a garbage-collection callback (distributed installs some) the exception is
+    printed as "ignored" and lost, and the experiment would go on.  Here the first SIGINT
+    sets a flag instead, which the loops that wait on a cluster check and answer with
+    ``KeyboardInterrupt``: :func:`wait_as_completed` every :data:`POLL_S` seconds, and
+    :func:`run_split` after each month.  A second SIGINT raises at once.  Outside the
+    main thread (no signal handler can be set there) the block runs unchanged.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+        signal.SIG_IGN, None
+    ):  # no handler can be set, or SIGINT is ignored on purpose (a job started in the background)
+        yield _INTERRUPTED
+        return
+
+    def interrupt(signum, frame):
+        if _INTERRUPTED.is_set():  # pressed again: at once, wherever it lands
+            raise KeyboardInterrupt
+        _INTERRUPTED.set()
+
+    _INTERRUPTED.clear()
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield _INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _INTERRUPTED.clear()
+
+
+def wait_as_completed(futures) -> Iterator[Any]:
+    """Each of ``futures`` as it completes, like ``distributed.as_completed``, with Ctrl-C honoured.
+
+    Looks every :data:`POLL_S` seconds at the flag of :func:`catching_interrupts`, and
+    raises ``KeyboardInterrupt`` when it is set.
+    """
+    from distributed import as_completed
+
+    queue = as_completed(futures)
+    while not queue.is_empty():
+        batch = queue.next_batch(block=False)
+        if not batch:
+            if _INTERRUPTED.is_set():
+                raise KeyboardInterrupt
+            time.sleep(POLL_S)
+            continue
+        yield from batch
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+
+
+def quiet_distributed_logs(level: int = logging.CRITICAL + 1) -> None:
+    """Set every logger of distributed (and those it makes later) to ``level``.
+
+    For a command line that reports a lost scheduler, a failed run and an interrupt itself,
+    in one line each; distributed sets levels on its own loggers when it is imported, so
+    each is set here.  Not called by the library: a script keeps distributed's logging.
+    """
+    import distributed  # noqa: F401 - its logging is configured on import
+
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(level)
+
+
+def _close_quietly(thing: Any) -> None:
+    """Close a client or cluster; after a lost scheduler or an interrupt, without distributed's log of it."""
+    quiet = getattr(thing, "status", "running") not in ("running",) or sys.exc_info()[0] is not None
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    if quiet:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+    try:
+        thing.close(timeout=CLOSE_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - closing after a loss: nothing more to save
+        if not quiet:
+            raise
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _worker_threads() -> int | None:
@@ -227,7 +549,10 @@ def run_split(config, blocks: int = 2, client=None, progress: Callable[[int], No
 
     def call(method: str, args_per_block: list[tuple]) -> list[Any]:
         pending = [getattr(h, method)(*args) for h, args in zip(handles, args_per_block)]
-        return [p.result() if hasattr(p, "result") else p for p in pending]
+        out = [p.result() if hasattr(p, "result") else p for p in pending]
+        if _INTERRUPTED.is_set():  # a Ctrl-C that a callback swallowed (see catching_interrupts)
+            raise KeyboardInterrupt
+        return out
 
     timeline = Timeline.from_config(config)
     params = make_params(config)

@@ -469,7 +469,7 @@ class Experiment:
         in ``result.failures`` with its error.
         """
         from ._jit import source_hash
-        from .cluster import open_client
+        from .cluster import SchedulerLostError, catching_interrupts, open_client
         from .files import check_output_place, writing_into
         from .results import check_replaceable
         from .store import RunStore, mark_run
@@ -499,7 +499,7 @@ class Experiment:
                 # a local cluster only pays off for two runs or more, or for one run split across workers
                 local = workers if (len(pending) > 1 or (pending and split > 1)) else 0
                 context = nullcontext(client) if client is not None else open_client(local)
-                with context as active:
+                with context as active, catching_interrupts() if active is not None else nullcontext():
                     for spec, outcome in self._execute(pending, active, split, progress=progress and single):
                         if isinstance(outcome, Result):
                             done[spec] = outcome
@@ -515,6 +515,11 @@ class Experiment:
                             if failures:
                                 bar.set_postfix(failed=len(failures))
                     n_workers = _count_workers(active)
+            except SchedulerLostError as err:  # the runs finished before it are in the store, to resume
+                kept = f"; {len(done)} of {len(runs)} runs are finished"
+                if store is not None:
+                    kept += f" and kept in {out}/: run the same command again to resume"
+                raise SchedulerLostError(f"{err}{kept}") from None
             finally:
                 if bar is not None:
                     bar.close()
@@ -561,6 +566,8 @@ class Experiment:
                 try:
                     yield spec, run_split(self.config_for(spec), blocks=split, client=client)
                 except Exception as err:  # noqa: BLE001 - reported with the run, the others go on
+                    if client is not None and getattr(client, "status", "running") != "running":
+                        raise _scheduler_lost(client, "stopped") from None
                     yield spec, _error_text(err)
             return
         if client is None:
@@ -577,7 +584,7 @@ class Experiment:
             return
         from uuid import uuid4
 
-        from distributed import as_completed
+        from .cluster import wait_as_completed
 
         tag = uuid4().hex[:8]
         futures = {
@@ -586,13 +593,15 @@ class Experiment:
         }
         remaining = set(futures)
         try:
-            for future in as_completed(futures):
+            for future in wait_as_completed(futures):
                 spec = futures[future]
                 remaining.discard(future)
                 if future.status == "finished":
                     outcome: Result | str = future.result()
-                else:
+                elif future.status == "error":
                     outcome = _error_text(future.exception(), future.traceback())
+                else:  # cancelled or lost, not by this loop: the scheduler went away
+                    raise _scheduler_lost(client, future.status)
                 future.release()
                 yield spec, outcome
         finally:
@@ -609,7 +618,18 @@ def _overlaps(key: str, patch: dict[str, Any]) -> bool:
     return any(k == key or key.startswith(k + ".") or k.startswith(key + ".") for k in patch)
 
 
-def _error_text(err: BaseException, tb=None) -> str:
+def _scheduler_lost(client: Any, status: str) -> Exception:
+    from .cluster import SchedulerLostError
+
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "its address"
+    return SchedulerLostError(
+        f"lost the Dask scheduler at {address} (the runs on it were {status})"
+    )
+
+
+def _error_text(err: BaseException | None, tb=None) -> str:
+    if err is None:  # a task that ended without an error to report
+        return "the run's task ended without a result or an error"
     text = f"{type(err).__name__}: {err}"
     frames = traceback.extract_tb(tb if tb is not None else err.__traceback__)
     if frames:
