@@ -49,15 +49,18 @@ _port = _integer_in(1, 65535, "a port is 1 to 65535")
 _count = _integer_in(0, None, "must be 0 or a positive integer")
 
 
-def _seconds(text: str) -> float:
-    """An argparse type: seconds above 0, at most an hour."""
+def _connect_timeout(text: str) -> float:
+    """An argparse type: a connect timeout in seconds (:func:`povsim.cluster.check_connect_timeout`)."""
+    from .cluster import check_connect_timeout
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text} is not allowed: seconds above 0, at most 3600")
-    return value
+    try:
+        return check_connect_timeout(value)  # nan is refused there
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: {str(err).split('allowed ', 1)[-1]}") from None
 
 
 def _page_households(text: str) -> int:
@@ -98,7 +101,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786",
     )
     run.add_argument(
-        "--connect-timeout", type=_seconds, metavar="SECONDS", default=CONNECT_TIMEOUT_S,
+        "--connect-timeout", type=_connect_timeout, metavar="SECONDS", default=CONNECT_TIMEOUT_S,
         help="seconds to wait for the --scheduler to answer before giving up (default %(default)g)",
     )
     run.add_argument(
@@ -800,16 +803,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush has somewhere to go
         return 0
-    except (ConfigError, FileExistsError, ConnectionError, OutputPlaceError, SizeError) as err:
+    except (ConfigError, FileExistsError, ConnectionError, OutputPlaceError, SizeError, SchedulerAddressError) as err:
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except SchedulerAddressError as err:
-        print(f"povsim: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (SchedulerLostError, ClusterStartError) as err:  # the runs finished before are kept
-        print(f"povsim: error: {err}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    except OutputWriteError as err:  # the disk filled (or the folder went) while writing: nothing looks complete
+    except (OutputWriteError, SchedulerLostError, ClusterStartError) as err:
+        # the disk filled, the scheduler went, the workers did not start: the runs finished before are kept
         print(f"povsim: error: {err}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:

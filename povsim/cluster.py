@@ -113,9 +113,16 @@ def check_scheduler_address(address: str) -> str:
     return f"{scheme}://{host}:{int(port)}"
 
 
-def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
-        raise ValueError(f"connect timeout = {timeout!r}: allowed a number of seconds above 0, at most 3600")
+#: The longest connect timeout accepted, in seconds.
+CONNECT_TIMEOUT_MAX_S = 3600.0
+
+
+def check_connect_timeout(timeout: float) -> float:
+    """``timeout`` as seconds, or ``ValueError`` unless it is a number above 0, at most :data:`CONNECT_TIMEOUT_MAX_S`."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= CONNECT_TIMEOUT_MAX_S:
+        raise ValueError(
+            f"connect timeout = {timeout!r}: allowed a number of seconds above 0, at most {CONNECT_TIMEOUT_MAX_S:g}"
+        )
     return float(timeout)
 
 
@@ -132,7 +139,7 @@ def probe_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> dict[st
     import asyncio
 
     address = check_scheduler_address(address)
-    timeout = _check_timeout(timeout)
+    timeout = check_connect_timeout(timeout)
     outcome: dict[str, Any] = {}
 
     async def ask() -> dict[str, Any]:
@@ -229,7 +236,7 @@ def open_client(
         from distributed import Client
 
         try:
-            client = Client(address, timeout=f"{_check_timeout(timeout)}s")
+            client = Client(address, timeout=f"{check_connect_timeout(timeout)}s")
         except (OSError, TimeoutError) as err:
             raise SchedulerUnreachableError(
                 f"Dask scheduler at {address!r}: {_short(err)}; check the address and that the scheduler runs"
@@ -301,7 +308,6 @@ def _starting_workers(workers: int) -> Iterator[None]:
     worker prints a traceback.  While the workers start (a few seconds), Ctrl-C does nothing.
     """
     import signal
-    import threading
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
@@ -382,7 +388,8 @@ def wait_as_completed(futures) -> Iterator[Any]:
 
 
 def quiet_distributed_logs(level: int = logging.CRITICAL + 1) -> None:
-    """Set every logger of distributed (and those it makes later) to ``level``.
+    """Set every logger of distributed and of the event loops it runs on (tornado, asyncio),
+    and those they make later, to ``level``.
 
     For a command line that reports a lost scheduler, a failed run and an interrupt itself,
     in one line each; distributed sets levels on its own loggers when it is imported, so
@@ -390,27 +397,21 @@ def quiet_distributed_logs(level: int = logging.CRITICAL + 1) -> None:
     """
     import distributed  # noqa: F401 - its logging is configured on import
 
-    for name in list(logging.root.manager.loggerDict):
-        if name == "distributed" or name.startswith("distributed."):
+    roots = ("distributed", "tornado", "asyncio")
+    for name in [*roots, *logging.root.manager.loggerDict]:
+        if name.split(".", 1)[0] in roots:
             logging.getLogger(name).setLevel(level)
 
 
 def _close_quietly(thing: Any) -> None:
-    """Close a client or cluster; after a lost scheduler or an interrupt, without distributed's log of it."""
-    quiet = getattr(thing, "status", "running") not in ("running",) or sys.exc_info()[0] is not None
-    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
-    levels = [logger.level for logger in loggers]
-    if quiet:
-        for logger in loggers:
-            logger.setLevel(logging.CRITICAL + 1)
+    """Close a client or cluster within :data:`CLOSE_TIMEOUT_S`; after a lost scheduler or while an
+    error or interrupt is on its way out, a failure to close does not hide it."""
+    failing = getattr(thing, "status", "running") != "running" or sys.exc_info()[0] is not None
     try:
         thing.close(timeout=CLOSE_TIMEOUT_S)
     except Exception:  # noqa: BLE001 - closing after a loss: nothing more to save
-        if not quiet:
+        if not failing:
             raise
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
 
 
 def _worker_threads() -> int | None:

@@ -597,7 +597,10 @@ class Experiment:
                 spec = futures[future]
                 remaining.discard(future)
                 if future.status == "finished":
-                    outcome: Result | str = future.result()
+                    try:
+                        outcome: Result | str = future.result()
+                    except OSError:  # distributed's CommClosedError: the scheduler went while the result came
+                        raise _scheduler_lost(client, "cut off while a result was fetched") from None
                 elif future.status == "error":
                     outcome = _error_text(future.exception(), future.traceback())
                 else:  # cancelled or lost, not by this loop: the scheduler went away

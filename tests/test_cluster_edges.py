@@ -216,6 +216,8 @@ class _Future:
         self.status, self._result = status, result
 
     def result(self):
+        if isinstance(self._result, BaseException):
+            raise self._result
         return self._result
 
     def exception(self):  # what distributed gives for a future cancelled by a lost scheduler
@@ -234,8 +236,8 @@ class _Future:
 class _LostClient:
     """A client whose scheduler goes away after ``finished`` runs: the rest come back cancelled."""
 
-    def __init__(self, finished: int):
-        self.finished, self.submitted = finished, 0
+    def __init__(self, finished: int, cut_off: bool = False):
+        self.finished, self.submitted, self.cut_off = finished, 0, cut_off
         self.status = "running"
         self.scheduler = type("Rpc", (), {"address": "tcp://10.0.0.5:8786"})()
 
@@ -244,6 +246,8 @@ class _LostClient:
         if self.submitted <= self.finished:
             return _Future("finished", povsim.cluster.simulate(config))
         self.status = "connecting"  # trying to reach the lost scheduler again
+        if self.cut_off:  # finished on the worker, but the scheduler went while its result was fetched
+            return _Future("finished", ConnectionResetError("in <TCP (closed) ConnectionPool.gather>: Stream is closed"))
         return _Future("cancelled")
 
     def scheduler_info(self, **kwargs):
@@ -271,6 +275,15 @@ def test_a_lost_scheduler_is_reported_and_the_finished_runs_kept(tmp_path, compl
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"  # nothing looks complete
     resumed = experiment.run(out=out)  # the same experiment again, serially: the two runs are reused
     assert resumed.ok and resumed.info["resumed"] == 2
+
+
+def test_a_scheduler_lost_while_a_result_is_fetched_is_reported_as_lost(tmp_path, completed_in_order):
+    experiment = Experiment.from_file(_write(tmp_path, replicates=3))
+    out = tmp_path / "out"
+    with pytest.raises(SchedulerLostError, match="lost the Dask scheduler at tcp://10.0.0.5:8786") as caught:
+        experiment.run(_LostClient(finished=1, cut_off=True), out=out)
+    assert "1 of 3 runs are finished" in str(caught.value)
+    assert len(list((out / "runs").rglob("manifest.json"))) == 1
 
 
 def test_a_lost_scheduler_on_the_command_line_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys,
