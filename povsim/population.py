@@ -107,7 +107,7 @@ def structure(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return village_start, village_county, county_province
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, forceinline=True, error_model="numpy")
 def _antithetic_normal(k0, k1, unit, index):
     """A standard normal for county or province ``unit``: units 2k and 2k+1 get z and -z.
 

@@ -171,7 +171,7 @@ def assessment_units(village_county, village_start, county_province, min_househo
     return unit
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, forceinline=True, error_model="numpy")
 def assessor_error(z_own, z_office, office_share):
     """The assessor's standard-normal error: ``sqrt(1 - share^2) z_own + share z_office``.
 
@@ -187,7 +187,7 @@ STRATUM_EXITED = 1  #: off the register, having exited it within the last 12 mon
 STRATUM_NONREGISTERED = 2  #: off the register, and not recently exited
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, forceinline=True, error_model="numpy")
 def _stratum(flags, exit_month, stored):
     if (flags & FLAG_REGISTERED) != 0:
         return STRATUM_REGISTERED

@@ -254,7 +254,7 @@ def income_bin(income, line):
     return min(1 + np.int64(elementary.log(ratio / RATIO_LOW) / LOG_STEP), INCOME_BINS - 1)
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def income_bins(hh, first, n, line, draws, acc, slot):
     """December: people, registered people and supported people of a village by income bin."""
     for j in range(n):

@@ -171,14 +171,14 @@ def village_months(p, k0, k1, village_ids):
     return out
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, forceinline=True, error_model="numpy")
 def refuses(k0, k1, household, month, p):
     """Whether a registration in ``month`` refuses ``household``: it holds excluding evidence, checked from the
     look-back on."""
     return is_active(p.lookback.start, month) and assessment.has_evidence(k0, k1, household, p.assessment)
 
 
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3c: in its village's look-back month, household ``i``'s registration is re-checked."""
     if month != vs.lookback_month[v]:

@@ -18,15 +18,20 @@ integer totals and ``s`` the village's :class:`Scratch`.
 
 How it is compiled: the household hooks are inlined into the phase functions and
 these into :func:`village_month`, and so are the village hooks that are cheap or
-usually do nothing (``inline="always"``: a call copies the flattened arguments, about
-2.5 KB, and six calls a village-month cost the engine 8 % of its speed); the big
-loops over the village (``income.household_month``, ``cadre.village``,
-``census.count``) are called, which measured faster in the months every channel runs
-than inlining them.  All are compiled without Numba's reference counting
-(``_nrt=False``: they never allocate, and counting references to shared arrays from
-every thread cost a fifth of a month) and with NumPy's error model (no Python
-``ZeroDivisionError`` branch, so loops vectorise).  The arithmetic every household
-needs every month is in the vectorised village loops of steps 0 and 4.
+usually do nothing (a call copies the flattened arguments, about 2.5 KB, and six calls
+a village-month cost the engine 8 % of its speed); the big loops over the village
+(``income.household_month``, ``cadre.village``, ``census.count``) are called, which
+measured faster in the months every channel runs than inlining them.  Inlining is
+LLVM's (``forceinline=True``, the ``alwaysinline`` attribute): each hook is compiled
+once and its machine code merged into the caller.  Numba's own inlining
+(``inline="always"``) copies and re-types the callee's IR at every call site, with the
+callees it inlined in turn; for the rules of 2013-2020 that was three quarters of a
+first compile (``docs/performance.md``), for the same machine code.  All are compiled
+without Numba's reference counting (``_nrt=False``: they never allocate, and counting
+references to shared arrays from every thread cost a fifth of a month) and with
+NumPy's error model (no Python ``ZeroDivisionError`` branch, so loops vectorise).  The
+arithmetic every household needs every month is in the vectorised village loops of
+steps 0 and 4.
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ SCHEDULE: tuple[Step, ...] = (
 QUIET_PHASES = ("3", "3b", "4")
 
 
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
 def household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1 for household ``i``: its income record and poverty, then the household-level channels in priority order."""
     poverty.update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
@@ -117,7 +122,7 @@ def household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     hotline.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
 
 
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
 def household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3 for household ``i``: verification, registration by threshold, look-back, review."""
     verification.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)

@@ -101,7 +101,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def flag(hh, i, month, route, lag, p, acc):
     """Send household ``i`` to verification: its flag reaches the office after ``lag``, then waits (:func:`wait`).
 
@@ -114,7 +114,7 @@ def flag(hh, i, month, route, lag, p, acc):
     acc[p.slot.flags + route] += 1
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, forceinline=True, error_model="numpy")
 def wait(office, p):
     """Months from a flag reaching the office in month ``office`` to its verification (monitoring enabled)."""
     pm = p.monitoring
@@ -123,7 +123,7 @@ def wait(office, p):
     return p.verification.delay
 
 
-@nb.njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3a: verification of household ``i``'s flag, if it is due; registration if assessed eligible."""
     route = hh.pending_route[i]
