@@ -26,7 +26,13 @@ LLVM's (``forceinline=True``, the ``alwaysinline`` attribute): each hook is comp
 once and its machine code merged into the caller.  Numba's own inlining
 (``inline="always"``) copies and re-types the callee's IR at every call site, with the
 callees it inlined in turn; for the rules of 2013-2020 that was three quarters of a
-first compile (``docs/performance.md``), for the same machine code.  All are compiled
+first compile (``docs/performance.md``), for the same results.  Numba passes
+``forceinline`` on to the functions an inlined one calls, so a function meant to stay a
+call (``review.pull_forward``, ``registration.select_lowest``) says ``forceinline=False``.
+Functions that only compiled code calls have no Python entry point
+(``no_cpython_wrapper=True``, a quarter of the rest of a first compile); the hooks of
+:data:`SCHEDULE`'s village steps and the two phase functions keep theirs, since the Mesa
+model calls them from Python.  All are compiled
 without Numba's reference counting (``_nrt=False``: they never allocate, and counting
 references to shared arrays from every thread cost a fifth of a month) and with
 NumPy's error model (no Python ``ZeroDivisionError`` branch, so loops vectorise).  The
