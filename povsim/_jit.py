@@ -28,6 +28,15 @@ reordered sums), so every lane computes the bits a scalar would.  A
 effect if povsim is imported before Numba compiles anything; the CPU and its
 features are part of the key of Numba's cache, so no code compiled for another
 setting is ever reused.
+
+Literal arguments: Numba types an integer constant that compiled code passes to a
+compiled function (``draw4(k0, k1, STREAM_SHOCKS, i, month, 0)``) as a literal,
+``Literal[int](0)``, and compiles the callee again for every distinct literal.
+:func:`compile_per_type` marks the small helpers many kernels call with
+constants (the Philox draws, a registration, a verification flag) to be compiled
+once per argument type instead.  They are inlined by LLVM (``forceinline``), where
+the constants reach them anyway, so the machine code is the same; a first compile
+is some ten seconds shorter.
 """
 
 from __future__ import annotations
@@ -70,6 +79,27 @@ def source_hash() -> str:
             digest.update((_HERE / rel).read_bytes())
         _HASH = digest.hexdigest()[:16]
     return _HASH
+
+
+def compile_per_type(dispatcher):
+    """Compile ``dispatcher`` once for each tuple of argument types, whatever literal values callers pass.
+
+    Calls from compiled code are resolved with every ``Literal[...]`` argument type
+    replaced by its plain type (``Literal[int](3)`` by ``int64``), so the constants
+    at thirty call sites share one specialisation.  Only for functions whose
+    body does not need its arguments' values at compile time (a tuple index, a
+    ``literally``); a function that did would fail to compile, never compute
+    differently.  Calls from Python are unaffected (their arguments are never literal).
+    """
+    from numba.core import types
+
+    resolve = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return resolve(tuple(types.unliteral(a) for a in args), {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    return dispatcher
 
 
 def _cache_dir() -> str:

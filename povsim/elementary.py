@@ -68,7 +68,7 @@ _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def log(x):
     """Natural logarithm of a positive, finite, normal float64 (x >= 2.2e-308)."""
     bits = _float_bits(x)
@@ -102,7 +102,7 @@ _EXP_LOWEST = -708.0  #: below this exp gives 0 (true value under 3.3e-308)
 _EXP_HIGHEST = 709.782712893384  #: above this exp gives inf (float64 overflow)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def exp(x):
     """e to the power ``x``, a float64: 0 below -708 (and for -inf), inf above 709.78, NaN for NaN."""
     xc = min(max(x, _EXP_LOWEST), _EXP_HIGHEST)
@@ -141,7 +141,7 @@ _C6 = -1.13596475577881948265e-11
 _TWO_PI = 2.0 * math.pi
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def sincos_2pi(u):
     """``(cos(2 pi u), sin(2 pi u))`` for ``u`` in [0, 1].
 

@@ -47,7 +47,7 @@ def villages_per_block(n_villages: int) -> int:
     return max(1, -(-n_villages // MAX_BLOCKS))
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, nogil=True, error_model="numpy")
 def run_blocks(hh, vs, first_id, month, line, p, k0, k1, block_totals, per_block, first_block, end_block, largest):
     """Advance the villages of blocks ``first_block .. end_block - 1`` one month; fill their rows of ``block_totals``.
 

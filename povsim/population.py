@@ -107,7 +107,7 @@ def structure(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return village_start, village_county, county_province
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def _antithetic_normal(k0, k1, unit, index):
     """A standard normal for county or province ``unit``: units 2k and 2k+1 get z and -z.
 
@@ -120,7 +120,7 @@ def _antithetic_normal(k0, k1, unit, index):
     return z if unit % 2 == 0 else -z
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
     n_counties = county_province.shape[0]
     out = np.empty(n_counties, np.float64)
@@ -131,7 +131,7 @@ def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
     return out
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def _build_household(
     hh, i, gid, county_mean, k0, k1, size_cdf, worker_probability, household_sd, labour_elasticity, persistent_sd,
     connected_share, informal_share, coverage_formal, coverage_informal,
@@ -168,7 +168,7 @@ def _build_household(
         hh.net_income[i, r] = 0
 
 
-@nb.njit(cache=True, parallel=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, parallel=True, error_model="numpy")
 def _build_households(
     hh, village_start, village_county, county_mean, first_id, k0, k1, size_cdf, worker_probability,
     household_sd, labour_elasticity, persistent_sd, connected_share, informal_share, coverage_formal,

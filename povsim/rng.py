@@ -35,7 +35,7 @@ import math
 import numba as nb
 import numpy as np
 
-from . import _jit  # noqa: F401  (sets Numba's cache folder before any function is compiled)
+from . import _jit  # (first: sets Numba's cache folder before any function is compiled)
 from . import elementary
 
 __all__ = [
@@ -83,7 +83,8 @@ _SHIFT32 = np.uint64(32)
 _TWO_POW_M32 = 2.0**-32
 
 
-@nb.njit(cache=True, forceinline=True)
+@_jit.compile_per_type
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True)
 def _philox_words(c0, c1, c2, c3, k0, k1):
     """Ten rounds of Philox4x32 on four uint32 counter words and two key words."""
     c0 = np.uint32(c0)
@@ -105,7 +106,7 @@ def _philox_words(c0, c1, c2, c3, k0, k1):
     return c0, c1, c2, c3
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, no_cfunc_wrapper=True)
 def philox4x32_10(counter, key):
     """Philox4x32-10 of a 4-word counter and a 2-word key; returns 4 uint32 words.
 
@@ -122,19 +123,19 @@ def philox4x32_10(counter, key):
     return out
 
 
-@nb.njit(cache=True, forceinline=True)
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True)
 def uniform(word):
     """A uint32 word as a float64 uniform on the open interval (0, 1)."""
     return (np.float64(word) + 0.5) * _TWO_POW_M32
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def box_muller_radius(u1):
     """The radius of :func:`box_muller`: both its normals are at most this in absolute value."""
     return math.sqrt(-2.0 * elementary.log(u1))
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def box_muller(u1, u2):
     """Two uniforms on (0, 1) as two independent standard normals.
 
@@ -147,21 +148,23 @@ def box_muller(u1, u2):
     return r * c, r * s
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def box_muller_first(r, u2):
     """The first normal of :func:`box_muller` from its radius ``r`` (bit for bit the same)."""
     c, _ = elementary.sincos_2pi(u2)
     return r * c
 
 
-@nb.njit(cache=True, forceinline=True)
+@_jit.compile_per_type
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True)
 def draw4(k0, k1, stream, household, month, index):
     """Four uniforms on (0, 1) for one (seed, stream, household, month, draw index)."""
     w0, w1, w2, w3 = _philox_words(household, month, stream, index, k0, k1)
     return uniform(w0), uniform(w1), uniform(w2), uniform(w3)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@_jit.compile_per_type
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def fill_uniforms(k0, k1, stream, first_household, n, month, index, out, row):
     """:func:`draw4` for households ``first_household .. first_household + n - 1`` at once.
 
@@ -187,7 +190,7 @@ def split_seed(seed: int) -> tuple[int, int]:
     return seed & 0xFFFFFFFF, seed >> 32
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def _draws_kernel(k0, k1, stream, n, month, index, as_normal):
     out = np.empty((n, 4), dtype=np.float64)
     for i in range(n):

@@ -171,7 +171,7 @@ def assessment_units(village_county, village_start, county_province, min_househo
     return unit
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def assessor_error(z_own, z_office, office_share):
     """The assessor's standard-normal error: ``sqrt(1 - share^2) z_own + share z_office``.
 
@@ -187,7 +187,7 @@ STRATUM_EXITED = 1  #: off the register, having exited it within the last 12 mon
 STRATUM_NONREGISTERED = 2  #: off the register, and not recently exited
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def _stratum(flags, exit_month, stored):
     if (flags & FLAG_REGISTERED) != 0:
         return STRATUM_REGISTERED
@@ -200,7 +200,7 @@ def _stratum(flags, exit_month, stored):
 _PEOPLE, _SAMPLED, _SAMPLED_PEOPLE, _JUDGED_POOR_PEOPLE, _POOR_PEOPLE = range(5)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def _unit_sample(flags, exit_month, size, net_income, village_start, village_county, county_unit, n_units, first_id,
                  month, line, review_month, people_target, assessor_sd, office_share, k0, k1, pa):
     """Per unit and stratum: people in it, households and people sampled, sampled people judged poor, truly poor.

@@ -120,7 +120,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def household_draws(k0, k1, household):
     """The household's draws made once: its persistent normal, exclusion uniform and housing uniform."""
     u0, u1, u_exclusion, u_housing = rng.draw4(k0, k1, STREAM_OFFICE, household, 0, 0)
@@ -128,13 +128,13 @@ def household_draws(k0, k1, household):
     return persistent, u_exclusion, u_housing
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def error(z, persistent, pa):
     """An office assessment's standardised error: the household's ``persistent`` normal and its own ``z``."""
     return pa.persistent_weight * persistent + pa.fresh_weight * z
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def office_error(k0, k1, household, u1, u2, pa):
     """The standardised error of one office assessment of ``household``, from its own two uniforms."""
     z, _ = rng.box_muller(u1, u2)
@@ -142,7 +142,7 @@ def office_error(k0, k1, household, u1, u2, pa):
     return error(z, persistent, pa)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def assessed(value, sd, err):
     """``value x exp(sd x err)``: a value seen with a log-normal error (a non-positive value is seen as it is)."""
     if value <= 0.0:
@@ -150,7 +150,7 @@ def assessed(value, sd, err):
     return value * elementary.exp(sd * err)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def has_evidence(k0, k1, household, pa):
     """Whether the household holds an excluding asset or position (drawn once)."""
     _, u_exclusion, _ = household_draws(k0, k1, household)

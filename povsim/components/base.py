@@ -207,19 +207,19 @@ class Component:
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def is_active(start, month):
     """Whether a rule that starts in ``start`` (NO_MONTH if disabled) runs in ``month``."""
     return start != NO_MONTH and month >= start
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def to_stored(month):
     """A month index as stored in int16 month fields."""
     return np.int16(month - MONTH_ORIGIN)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def months_since(stored, month):
     """Months from a stored month to ``month``; a very large number if ``stored`` is NEVER."""
     if stored == NEVER:
@@ -227,7 +227,7 @@ def months_since(stored, month):
     return month - MONTH_ORIGIN - np.int64(stored)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def store_yuan(value):
     """A per-capita monthly amount as int16 yuan: rounded half up, clipped to the int16 range."""
     r = math.floor(value + 0.5)
@@ -238,7 +238,7 @@ def store_yuan(value):
     return np.int16(r)
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def add_binned(acc, base, bins, value):
     """Add one to bin ``min(max(value, 0), bins - 1)`` of the binned count starting at ``acc[base]``."""
     acc[base + min(max(value, 0), bins - 1)] += 1

@@ -161,7 +161,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
 def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 4: add the month's counts of village ``v``'s households to ``acc``.
 
@@ -236,7 +236,7 @@ def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
             acc[slot.poor_area_income] += area_income(size, draws, n)
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
 def area_income(size, draws, n):
     """December: the calendar year's income of a village's people, whole yuan (per-capita income x members)."""
     total = 0
@@ -245,7 +245,7 @@ def area_income(size, draws, n):
     return total
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
 def income_bin(income, line):
     """The bin of a per-capita income relative to the line (see :data:`INCOME_BINS`)."""
     ratio = income / line
@@ -254,7 +254,7 @@ def income_bin(income, line):
     return min(1 + np.int64(elementary.log(ratio / RATIO_LOW) / LOG_STEP), INCOME_BINS - 1)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def income_bins(hh, first, n, line, draws, acc, slot):
     """December: people, registered people and supported people of a village by income bin."""
     for j in range(n):

@@ -111,7 +111,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def income_drop(hh, i, month, threshold, total):
     """Whether the last 3 months' income is below (1 - threshold) x the 9 months before, per month.
 
@@ -127,7 +127,7 @@ def income_drop(hh, i, month, threshold, total):
     return (earlier > 0) & (3.0 * np.float64(recent) < (1.0 - threshold) * np.float64(earlier))
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1: household ``i``'s records compared, if covered, unregistered, with no verification pending."""
     pd = p.data

@@ -70,7 +70,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1: household ``i`` calls, if it is poor, missed, with no verification pending and not rejected lately."""
     ph = p.hotline

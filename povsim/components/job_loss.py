@@ -65,7 +65,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def transition(unemployed, workers, u_job, job_loss, reemployment):
     """New unemployment flag and whether a job was lost this month (households with workers only).
 

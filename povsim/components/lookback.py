@@ -152,7 +152,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
 def village_month(p, k0, k1, village_id):
     """The month in which the look-back re-checks a village (uniform over the window); ``p``: the look-back's parameters."""
     if p.start == NO_MONTH:
@@ -162,7 +162,7 @@ def village_month(p, k0, k1, village_id):
     return p.start + min(int(u * span), span - 1)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def village_months(p, k0, k1, village_ids):
     """:func:`village_month` of every village."""
     out = np.empty(village_ids.shape[0], np.int32)
@@ -171,14 +171,14 @@ def village_months(p, k0, k1, village_ids):
     return out
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def refuses(k0, k1, household, month, p):
     """Whether a registration in ``month`` refuses ``household``: it holds excluding evidence, checked from the
     look-back on."""
     return is_active(p.lookback.start, month) and assessment.has_evidence(k0, k1, household, p.assessment)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3c: in its village's look-back month, household ``i``'s registration is re-checked."""
     if month != vs.lookback_month[v]:

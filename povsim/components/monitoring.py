@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from pydantic import field_validator
 
-from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
+from .. import _jit  # (first: sets Numba's cache folder)
 
 import numba as nb
 import numpy as np
@@ -184,13 +184,13 @@ COMPONENT = Component(
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def range_line(pm, month, line):
     """The income below which a household is at risk: ``income_range`` lines while monitoring runs, else the line."""
     return line * pm.income_range if is_active(pm.start, month) else line
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def spending_trigger(hh, i, income, month, pm):
     """Whether monitoring runs and household ``i``'s medical spending over 12 months passes the trigger.
 
@@ -203,7 +203,7 @@ def spending_trigger(hh, i, income, month, pm):
     return spent > 0.0 and spent > pm.spending_multiple * max(income, 0.0) * np.float64(hh.size[i])
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def assessed_at_risk(hh, i, income, month, line, sd, u0, u1, k0, k1, household, p):
     """Whether the office's assessment (error of SD ``sd``, its persistent part included, :mod:`.assessment`) puts
     household ``i`` below the range, or it meets the spending trigger."""
@@ -212,7 +212,7 @@ def assessed_at_risk(hh, i, income, month, line, sd, u0, u1, k0, k1, household, 
             or spending_trigger(hh, i, income, month, pm))
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def truly_at_risk(hh, i, income, month, line, pm):
     """Whether monitoring runs and household ``i`` is truly below the range or meets the spending trigger."""
     if not is_active(pm.start, month):
@@ -220,7 +220,8 @@ def truly_at_risk(hh, i, income, month, line, pm):
     return income < line * pm.income_range or spending_trigger(hh, i, income, month, pm)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@_jit.compile_per_type
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def enter(hh, i, route, p, acc):
     """Put household ``i`` into monitoring by ``route``; count the entry."""
     hh.flags[i] |= FLAG_MONITORED
@@ -235,7 +236,7 @@ def enter(hh, i, route, p, acc):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def check(hh, i, first_id, month, line, income, p, k0, k1, acc):
     """The annual check of monitored household ``i`` (the review calls it in its month, with the review's
     assessment error): out of risk, it leaves.
@@ -254,7 +255,7 @@ def check(hh, i, first_id, month, line, income, p, k0, k1, acc):
             acc[p.slot.wrong_risk_eliminated] += 1
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 4: the monitoring stocks of village ``v`` (only while they are counted)."""
     pm = p.monitoring

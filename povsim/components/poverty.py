@@ -183,7 +183,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def record_sum(net_income, i):
     """Household ``i``'s per-capita income over its 12-month record ``net_income``, yuan (exact sum).
 
@@ -195,13 +195,13 @@ def record_sum(net_income, i):
     return np.float64(total)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def income_12m(hh, i):
     """Per-capita income over the last 12 months, yuan (:func:`record_sum` of the household's record)."""
     return record_sum(hh.net_income, i)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def consumption(hh, i, month, supported, p):
     """The consumption of the consumption test: permanent per-capita income, yuan a year.
 
@@ -220,7 +220,7 @@ def consumption(hh, i, month, supported, p):
     return elementary.exp(log_income) + 12.0 * transfer
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def is_poor(income, spent, line, test, margin):
     """The poverty test: ``income`` below ``line`` (and, with the consumption ``test``, the two-criteria rule)."""
     if not test:
@@ -229,14 +229,14 @@ def is_poor(income, spent, line, test, margin):
     return (income < line and spent < high) or (spent < line and income < high)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def gap_ratio(income, line):
     """The poverty gap ratio ``(line - max(income, 0)) / line`` in 1/GAP_SCALE, 0 at or above the line."""
     gap = (line - max(income, 0.0)) / line
     return np.uint16(round(gap * GAP_SCALE)) if gap > 0.0 else np.uint16(0)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1 for household ``i``: the month's income into its record, and its true poverty.
 

@@ -34,7 +34,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import field_validator
 
-from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
+from .. import _jit  # (first: sets Numba's cache folder)
 
 import numba as nb
 import numpy as np
@@ -265,14 +265,15 @@ COMPONENT = Component(
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def basis_of(income, line):
     """A per-capita income as a registration basis: a multiple of ``line`` in 1/BASIS_SCALE, clipped to uint16."""
     ratio = math.floor(max(income, 0.0) / line * BASIS_SCALE + 0.5)
     return np.uint16(min(ratio, 65535.0))
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@_jit.compile_per_type
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def register(hh, i, month, route, basis, p, acc):
     """Put household ``i`` on the register by ``route``; count the entry and its detection delay.
 
@@ -310,7 +311,7 @@ def register(hh, i, month, route, basis, p, acc):
         add_binned(acc, slot.detection_delay + route * DELAY_BINS, DELAY_BINS, delay)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def below_with_error(income, line, sd, z):
     """Whether ``income x exp(sd x z)`` (a log-normal error of SD ``sd``) falls below ``line``; a non-positive income does."""
     if income <= 0.0:
@@ -318,7 +319,7 @@ def below_with_error(income, line, sd, z):
     return income * elementary.exp(sd * z) < line
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def assessed_below(income, line, sd, u1, u2):
     """Whether a noisy assessment of ``income`` (log-normal error of SD ``sd``) falls below ``line``."""
     if income <= 0.0:
@@ -327,7 +328,7 @@ def assessed_below(income, line, sd, u1, u2):
     return below_with_error(income, line, sd, z)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def office_below(income, line, sd, u1, u2, k0, k1, household, pa):
     """Whether the office's assessment of ``income`` (error of SD ``sd``, part of it the household's persistent
     component, :mod:`.assessment`) falls below ``line``; a non-positive income does."""
@@ -336,7 +337,7 @@ def office_below(income, line, sd, u1, u2, k0, k1, household, pa):
     return below_with_error(income, line, sd, assessment.office_error(k0, k1, household, u1, u2, pa))
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def keep_lowest(values, j, chosen, taken, count):
     """Offer index ``j`` to the ``taken`` lowest kept so far (``chosen``, sorted, at most ``count``).
 
@@ -355,7 +356,7 @@ def keep_lowest(values, j, chosen, taken, count):
     return taken + 1 if taken < count else taken
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=False, error_model="numpy")
 def select_lowest(values, candidate, count, chosen):
     """Indices of the ``count`` lowest ``values`` among ``candidate``s, lowest first, ties by index.
 
@@ -376,7 +377,7 @@ def select_lowest(values, candidate, count, chosen):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def survey(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 2a: in the survey month, the village's truly poor people are counted and every basis is kept.
 
@@ -395,7 +396,7 @@ def survey(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     vs.survey_poor[v] = poor_people
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 2b: in the month of a registration by quota, the community ranks households by perceived basis.
 
@@ -430,7 +431,7 @@ def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         taken += members
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3b: in the month of a registration by threshold, household ``i`` is registered if its assessed basis
     is below the line."""
@@ -450,7 +451,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def _largest_remainder(total, weights, out):
     """Share the integer ``total`` in proportion to ``weights`` (largest-remainder method, ties by index)."""
     n = weights.shape[0]
@@ -476,7 +477,7 @@ def _largest_remainder(total, weights, out):
         out[order[r % n]] += 1
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def village_people(size, flags, village_start, require):
     """People per village in the households whose ``flags`` hold every bit of ``require`` (0: every household)."""
     n_villages = village_start.shape[0] - 1
@@ -490,7 +491,7 @@ def village_people(size, flags, village_start, require):
     return out
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def quotas_from_counts(poor_counts, people, village_start, village_county, n_counties, first_id, scale, county_sd,
                        village_sd, k0, k1):
     """Village quotas in people from every village's count of poor people in the survey (a global step).

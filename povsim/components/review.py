@@ -233,13 +233,13 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def is_due(first, month):
     """Whether an annual event first held in ``first`` (NO_MONTH: never) is held in ``month``."""
     return first != NO_MONTH and month >= first and (month - first) % 12 == 0
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def guarantees_hold(hh, i, income_12m, medical_12m, month, u_housing, rv):
     """The guarantees of an exit: basic medical care and safe housing (``rv``: the review's parameters).
 
@@ -261,7 +261,7 @@ def guarantees_hold(hh, i, income_12m, medical_12m, month, u_housing, rv):
     return True
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def exit_assessment(hh, i, income, month, line, p, k0, k1, gid):
     """The exit assessment of household ``i``: its 12-month income as the office assesses it, and its housing draw."""
     rv = p.review
@@ -271,7 +271,7 @@ def exit_assessment(hh, i, income, month, line, p, k0, k1, gid):
     return assessment.assessed(income, rv.assessment_sd, assessment.error(z, persistent, p.assessment)), u_housing
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def exit_register(hh, i, month, p, acc):
     """Household ``i`` leaves the register by exit; count it, and whether it was truly poor."""
     flags = hh.flags[i]
@@ -285,7 +285,7 @@ def exit_register(hh, i, month, p, acc):
         acc[p.slot.wrong_exit] += 1
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3d: in an exit month, registered household ``i`` may exit; in a review month, another may enter."""
     rv = p.review
@@ -326,7 +326,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
                 register(hh, i, month, ROUTE_CODE, basis_of(income, line), p, acc)
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3b: in a plan year's exit month, the village meets its exit target (people), if it can.
 
@@ -340,7 +340,7 @@ def plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
         pull_forward(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=False, error_model="numpy")
 def pull_forward(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """The exits of :func:`plan` in a village with a target."""
     target = vs.exit_target[v]

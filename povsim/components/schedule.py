@@ -32,7 +32,11 @@ call (``review.pull_forward``, ``registration.select_lowest``) says ``forceinlin
 Functions that only compiled code calls have no Python entry point
 (``no_cpython_wrapper=True``, a quarter of the rest of a first compile); the hooks of
 :data:`SCHEDULE`'s village steps and the two phase functions keep theirs, since the Mesa
-model calls them from Python.  All are compiled
+model calls them from Python.  No function has Numba's C-callable wrapper
+(``no_cfunc_wrapper=True``: built by default for ``ctypes`` and for functions passed as
+values, neither of which povsim uses; a fifth of a first compile), and the small helpers
+called with constants are compiled once per argument type, not per constant
+(:func:`povsim._jit.compile_per_type`).  All are compiled
 without Numba's reference counting (``_nrt=False``: they never allocate, and counting
 references to shared arrays from every thread cost a fifth of a month) and with
 NumPy's error model (no Python ``ZeroDivisionError`` branch, so loops vectorise).  The
@@ -67,7 +71,7 @@ class Scratch(NamedTuple):
     chosen: np.ndarray  #: int64: the chosen of a ranking; the ill households' columns
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
 def scratch(largest):
     """Scratch for villages of at most ``largest`` households."""
     return Scratch(
@@ -119,7 +123,7 @@ SCHEDULE: tuple[Step, ...] = (
 QUIET_PHASES = ("3", "3b", "4")
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1 for household ``i``: its income record and poverty, then the household-level channels in priority order."""
     poverty.update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
@@ -128,7 +132,7 @@ def household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     hotline.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
 
 
-@nb.njit(cache=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3 for household ``i``: verification, registration by threshold, look-back, review."""
     verification.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
@@ -137,7 +141,7 @@ def household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     review.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
 
 
-@nb.njit(cache=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
 def village_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Advance village ``v`` through ``month``: the hooks of :data:`SCHEDULE`, in order."""
     income.draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)

@@ -169,13 +169,13 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def year_index(p, month):
     """The entry of the support schedules for ``month`` (a month index); ``p``: the support parameters."""
     return min(max(month // 12 - p.first_year, 0), p.transfer.shape[0] - 1)
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def is_supported(flags, exit_month, month, p):
     """Whether a household receives support this month.
 
@@ -188,7 +188,7 @@ def is_supported(flags, exit_month, month, p):
     return ((flags & (FLAG_REGISTERED | FLAG_MONITORED)) != 0) | kept
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def developed_capacity(capacity, supported, rate, p):
     """Earning capacity after this month's development support at ``rate`` (capacity units); ``p``: the support parameters."""
     grown = min(capacity + rate, p.development_max)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import _jit  # noqa: F401  (sets Numba's cache folder first)
+from .. import _jit  # (first: sets Numba's cache folder)
 
 import numba as nb
 import numpy as np
@@ -101,7 +101,8 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@_jit.compile_per_type
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def flag(hh, i, month, route, lag, p, acc):
     """Send household ``i`` to verification: its flag reaches the office after ``lag``, then waits (:func:`wait`).
 
@@ -114,7 +115,7 @@ def flag(hh, i, month, route, lag, p, acc):
     acc[p.slot.flags + route] += 1
 
 
-@nb.njit(cache=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
 def wait(office, p):
     """Months from a flag reaching the office in month ``office`` to its verification (monitoring enabled)."""
     pm = p.monitoring
@@ -123,7 +124,7 @@ def wait(office, p):
     return p.verification.delay
 
 
-@nb.njit(cache=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3a: verification of household ``i``'s flag, if it is due; registration if assessed eligible."""
     route = hh.pending_route[i]
