@@ -131,7 +131,7 @@ def _county_means(k0, k1, county_province, log_median, province_sd, county_sd):
     return out
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, error_model="numpy")
 def _build_household(
     hh, i, gid, county_mean, k0, k1, size_cdf, worker_probability, household_sd, labour_elasticity, persistent_sd,
     connected_share, informal_share, coverage_formal, coverage_informal,

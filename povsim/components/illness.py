@@ -109,7 +109,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def transition(illness, u_illness, p):
     """New illness state (0 healthy, 1 acute, 2 chronic) and whether it began this month.
 

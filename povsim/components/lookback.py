@@ -152,7 +152,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def village_month(p, k0, k1, village_id):
     """The month in which the look-back re-checks a village (uniform over the window); ``p``: the look-back's parameters."""
     if p.start == NO_MONTH:
@@ -171,7 +171,7 @@ def village_months(p, k0, k1, village_ids):
     return out
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def refuses(k0, k1, household, month, p):
     """Whether a registration in ``month`` refuses ``household``: it holds excluding evidence, checked from the
     look-back on."""

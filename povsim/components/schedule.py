@@ -141,7 +141,7 @@ def household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     review.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def village_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Advance village ``v`` through ``month``: the hooks of :data:`SCHEDULE`, in order."""
     income.draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s)

@@ -115,7 +115,7 @@ def flag(hh, i, month, route, lag, p, acc):
     acc[p.slot.flags + route] += 1
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, forceinline=True, error_model="numpy")
 def wait(office, p):
     """Months from a flag reaching the office in month ``office`` to its verification (monitoring enabled)."""
     pm = p.monitoring
