@@ -37,6 +37,13 @@ constants (the Philox draws, a registration, a verification flag) to be compiled
 once per argument type instead.  They are inlined by LLVM (``forceinline``), where
 the constants reach them anyway, so the machine code is the same; a first compile
 is some ten seconds shorter.
+
+Python entry points: Numba builds one for every function by default, about a second of
+a first compile for a hook's full argument list.  Only the engine's compiled month
+calls the model's hooks, so they are compiled without one (``no_cpython_wrapper=True``);
+the Mesa model, which calls the village hooks and the two household phases from
+Python, asks :func:`python_entry` for a second compilation that has one, so that it
+is built only by a run that uses the Mesa model.
 """
 
 from __future__ import annotations
@@ -100,6 +107,39 @@ def compile_per_type(dispatcher):
 
     dispatcher.get_call_template = get_call_template
     return dispatcher
+
+
+_PYTHON_ENTRIES: dict = {}
+
+
+def python_entry(dispatcher):
+    """``dispatcher``'s function compiled with a Python entry point, to be called from Python.
+
+    A function declared with ``no_cpython_wrapper=True`` cannot be called from Python.
+    This returns a second dispatcher of the same Python function with the same options
+    and an entry point (the function itself if it has one already), made once per
+    process.  Its compiled code is cached under its own name, ``<name>__python``: Numba
+    keys a cache entry by the function's name and argument types, not its options, so
+    under the same name each would load the other's machine code.  The two compile the
+    same source with the same options, so they compute the same bits.
+    """
+    import types
+
+    if not dispatcher.targetoptions.get("no_cpython_wrapper", False):
+        return dispatcher
+    entry = _PYTHON_ENTRIES.get(dispatcher)
+    if entry is None:
+        f = dispatcher.py_func
+        clone = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+        clone.__qualname__ = f.__qualname__ + "__python"
+        clone.__doc__ = f.__doc__
+        clone.__kwdefaults__ = f.__kwdefaults__
+        from numba.core.caching import NullCache
+
+        options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("no_cpython_wrapper", "nopython")}
+        cache = not isinstance(dispatcher._cache, NullCache)
+        entry = _PYTHON_ENTRIES[dispatcher] = numba.njit(cache=cache, **options)(clone)
+    return entry
 
 
 def _cache_dir() -> str:

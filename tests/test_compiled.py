@@ -2,12 +2,16 @@
 
 Every Numba function of the package is cached on disk and builds no C-callable wrapper;
 the helpers called with constants are compiled once per argument type, not once per
-constant (docs/performance.md, "The first compile").
+constant; the hooks only compiled code calls build no Python entry point, and the Mesa
+model's own compilation of them is cached apart (docs/performance.md, "The first compile").
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 
 import numba as nb
 import numpy as np
@@ -70,3 +74,54 @@ def test_helpers_called_with_constants_compile_once_per_type():
                                     verification.flag, monitoring.enter])
 def test_the_helpers_called_with_constants_are_marked(helper):
     assert helper.get_call_template.__qualname__ == "compile_per_type.<locals>.get_call_template"
+
+
+def test_the_schedules_hooks_build_no_python_entry_point():
+    """Only the engine's compiled month calls them: a run without the Mesa model builds no entry point for them."""
+    from povsim.components import schedule as S
+
+    hooks = [getattr(importlib.import_module(f"povsim.components.{_module(step.component)}"), step.hook)
+             for step in S.SCHEDULE] + [S.household_update, S.household_events, S.village_month]
+    assert [h.py_func.__qualname__ for h in hooks if not h.targetoptions.get("no_cpython_wrapper")] == []
+
+
+def _module(component):
+    from povsim import components as C
+
+    return next(m for m in C.MODULES if importlib.import_module(f"povsim.components.{m}").COMPONENT.name == component)
+
+
+MODULE = '''
+import numba as nb
+
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, error_model="numpy")
+def hook(x):
+    return 2 * x + 1
+
+@nb.njit(cache=True, no_cfunc_wrapper=True, error_model="numpy")
+def month(x):
+    return hook(x) + 10
+'''
+
+CALLER = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+from povsim._jit import python_entry
+import hooks
+entry = python_entry(hooks.hook)
+print(hooks.month(3), entry(3), entry is python_entry(hooks.hook), python_entry(hooks.month) is hooks.month,
+      entry.targetoptions.get("no_cpython_wrapper", False), entry.targetoptions["error_model"])
+'''
+
+
+def test_python_entry_is_the_same_function_callable_from_python_and_cached_apart(tmp_path):
+    """Compiled in one process and loaded from the cache in the next, the engine's version (no entry point) and
+    Python's each find their own machine code: under one cache name each would load the other's."""
+    (tmp_path / "hooks.py").write_text(MODULE)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for _ in range(2):  # compile and cache; then load both from the cache
+        out = subprocess.run([sys.executable, "-c", CALLER, str(tmp_path)], env=env, capture_output=True, text=True,
+                             timeout=300, check=True)
+        assert out.stdout.split() == ["17", "7", "True", "True", "False", "numpy"]
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi"))
+    assert names == ["hooks.hook", "hooks.hook__python", "hooks.month"]

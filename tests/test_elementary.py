@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from povsim import elementary, rng
+from povsim._jit import python_entry
 from povsim.components import allocate, allocate_villages
 from povsim.components import income as I
 from povsim.components import self_declaration
@@ -109,8 +110,8 @@ def test_month_draws_equal_draws_made_one_household_at_a_time(label):
     s.draws[:] = np.nan
     hh = allocate(n)
     hh.annual_z[:] = 7
-    I.draw(hh, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
-    self_declaration.draw(hh, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    python_entry(I.draw)(hh, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
+    python_entry(self_declaration.draw)(hh, vs, 0, first, month, 0.0, p, k0, k1, 0, s)
     if month % 12 == 0:
         annual = [I.to_annual_z(rng.box_muller(*rng.draw4(k0, k1, rng.STREAM_SHOCKS, first + j, month, 2)[:2])[0])
                   for j in range(n)]
@@ -163,10 +164,10 @@ def test_month_income_bills_only_the_ill_and_equals_the_formula_household_by_hou
     draws = s.draws
     draws[:] = np.nan
     acc = np.zeros(1, np.int64)
-    I.draw(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
+    python_entry(I.draw)(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
     u_bill = np.array([rng.draw4(k0, k1, rng.STREAM_SHOCKS, j, month, 1)[:2] for j in range(n)]).T  # draw index 1
     medical_before = hh.medical_12m.astype(np.float64) * (11.0 / 12.0)
-    I.household_month(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
+    python_entry(I.household_month)(hh, vs, 0, 0, month, 0.0, p, k0, k1, acc, s)
     ill = draws[I.DRAW_ILLNESS] != 0
     assert 20 < ill.sum() < n - 20  # both kinds present
     reimbursement = np.where(draws[I.DRAW_SUPPORTED] != 0, p.support.reimbursement[year_index(p.support, month)],

@@ -109,7 +109,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 2b: the village's cadre visits, worst-off first as perceived; connected households look poorer.
 

@@ -161,7 +161,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 4: add the month's counts of village ``v``'s households to ``acc``.
 

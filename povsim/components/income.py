@@ -188,7 +188,7 @@ COMPONENT = Component(
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 0a: the month's shocks draws and income normals of village ``v`` into ``s.draws``.
 
@@ -223,7 +223,7 @@ def to_annual_z(z):
     return np.int16(min(max(math.floor(z * ANNUAL_Z_SCALE + 0.5), -32768.0), 32767.0))
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, error_model="numpy")
 def household_month(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 0b: the shocks, support and income of village ``v``'s households this month.
 

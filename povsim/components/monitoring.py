@@ -255,7 +255,7 @@ def check(hh, i, first_id, month, line, income, p, k0, k1, acc):
             acc[p.slot.wrong_risk_eliminated] += 1
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def count(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 4: the monitoring stocks of village ``v`` (only while they are counted)."""
     pm = p.monitoring

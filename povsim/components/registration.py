@@ -377,7 +377,7 @@ def select_lowest(values, candidate, count, chosen):
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def survey(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 2a: in the survey month, the village's truly poor people are counted and every basis is kept.
 
@@ -396,7 +396,7 @@ def survey(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     vs.survey_poor[v] = poor_people
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def village(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 2b: in the month of a registration by quota, the community ranks households by perceived basis.
 

@@ -326,7 +326,7 @@ def household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
                 register(hh, i, month, ROUTE_CODE, basis_of(income, line), p, acc)
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def plan(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3b: in a plan year's exit month, the village meets its exit target (people), if it can.
 

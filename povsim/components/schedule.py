@@ -29,10 +29,11 @@ callees it inlined in turn; for the rules of 2013-2020 that was three quarters o
 first compile (``docs/performance.md``), for the same results.  Numba passes
 ``forceinline`` on to the functions an inlined one calls, so a function meant to stay a
 call (``review.pull_forward``, ``registration.select_lowest``) says ``forceinline=False``.
-Functions that only compiled code calls have no Python entry point
-(``no_cpython_wrapper=True``, a quarter of the rest of a first compile); the hooks of
-:data:`SCHEDULE`'s village steps and the two phase functions keep theirs, since the Mesa
-model calls them from Python.  No function has Numba's C-callable wrapper
+No hook has a Python entry point (``no_cpython_wrapper=True``: building one for
+the full argument list took about a second of a first compile each): only
+:func:`village_month` calls them.  The Mesa model, which calls the village hooks and
+the two phase functions from Python, compiles its own copies with one
+(:func:`povsim._jit.python_entry`), only when it is used.  No function has Numba's C-callable wrapper
 (``no_cfunc_wrapper=True``: built by default for ``ctypes`` and for functions passed as
 values, neither of which povsim uses; a fifth of a first compile), and the small helpers
 called with constants are compiled once per argument type, not per constant
@@ -123,7 +124,7 @@ SCHEDULE: tuple[Step, ...] = (
 QUIET_PHASES = ("3", "3b", "4")
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 1 for household ``i``: its income record and poverty, then the household-level channels in priority order."""
     poverty.update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
@@ -132,7 +133,7 @@ def household_update(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     hotline.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def household_events(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s):
     """Phase 3 for household ``i``: verification, registration by threshold, look-back, review."""
     verification.household(hh, vs, v, i, first_id, month, line, p, k0, k1, acc, s)

@@ -98,7 +98,7 @@ COMPONENT = Component(
 )
 
 
-@nb.njit(cache=True, no_cfunc_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
+@nb.njit(cache=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, _nrt=False, forceinline=True, error_model="numpy")
 def draw(hh, vs, v, first_id, month, line, p, k0, k1, acc, s):
     """Step 0a: the channels stream's draws of village ``v``, once self-declaration or the hotline runs."""
     if is_active(p.self.start, month) or is_active(p.hotline.start, month):

@@ -33,7 +33,8 @@ from ..components.registration import METHOD_QUOTA, registration_quotas
 from ..components.review import exit_targets
 from ..config import Config
 from ..engine import Simulation
-from ..engine import compiled_entry as _compiled
+from .._jit import python_entry
+from ..engine import compiled_entry
 from ..population import (
     CAPACITY_SCALE,
     FLAG_CONNECTED,
@@ -44,6 +45,11 @@ from ..population import (
 )
 
 __all__ = ["Household", "PovertyModel"]
+
+
+def _hook(dispatcher, example_args):
+    """A hook of the schedule as Python calls it: compiled with a Python entry point, for these argument types."""
+    return compiled_entry(python_entry(dispatcher), example_args)
 
 #: the agents' method that runs each household-level phase of the schedule
 _PHASE_METHOD = {"1": "update", "3": "events"}
@@ -180,20 +186,21 @@ class PovertyModel(mesa.Model):
             self.villages.append(AgentSet(members, random=self.random))
         self.totals: dict[int, np.ndarray] = {}
         self._row: dict = {}
-        # The compiled hooks, resolved once for these argument types: calling the compiled entry
-        # point skips Numba's per-call type dispatch (the same machine code runs).
+        # The compiled hooks, with a Python entry point (the engine's have none: only its compiled
+        # month calls them), resolved once for these argument types: calling the compiled entry
+        # point skips Numba's per-call type dispatch.
         village_args = (self.households, self.village_state, 0, self.first_id, 0, 0.0, self.params, self.key[0],
                         self.key[1], self.acc, self.scratch)
         household_args = village_args[:3] + (0,) + village_args[3:]
         modules = {m.COMPONENT.name: m for m in (importlib.import_module(f"povsim.components.{name}") for name in MODULES)}
         #: each step of the schedule with its compiled village hook (None for a household step)
         self._steps = [
-            (step, _compiled(getattr(modules[step.component], step.hook), village_args) if step.level == "village" else None)
+            (step, _hook(getattr(modules[step.component], step.hook), village_args) if step.level == "village" else None)
             for step in S.SCHEDULE
         ]
         self._phase = {
-            "1": _compiled(S.household_update, household_args),
-            "3": _compiled(S.household_events, household_args),
+            "1": _hook(S.household_update, household_args),
+            "3": _hook(S.household_events, household_args),
         }
         self.datacollector = mesa.DataCollector(
             model_reporters={col: (lambda m, c=col: m._row.get(c)) for col in M.COLUMNS}
