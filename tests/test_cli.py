@@ -404,6 +404,18 @@ def test_other_commands_do_not_load_the_validation():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_a_serial_run_does_not_load_dask(tmp_path):
+    """One run on one process starts no cluster, so it pays nothing for distributed (half a second of a start)."""
+    code = ("import sys; from povsim.cli import main; "
+            f"sys.argv = ['povsim', 'run', {Q!r}, '--households', '300', '--quiet', '--out', {str(tmp_path / 'o')!r}]; "
+            "code = main(); assert code == 0, code; "
+            "assert 'distributed' not in sys.modules, sorted(m for m in sys.modules if 'dask' in m or 'distrib' in m)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "o" / "metrics.parquet").is_file()
+
+
 def test_validate_writes_the_page_and_figure(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("validate", "--households", "2000", "--seeds", "2", "--min-households", "500",
